@@ -1,0 +1,3 @@
+from channelflow.cli import main
+
+main()

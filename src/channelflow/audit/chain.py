@@ -1,0 +1,89 @@
+"""Appending to the audit trail inside the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlmodel import Session
+
+from channelflow.audit.canonical import GENESIS_HASH, canonical_json, event_hash, format_time
+from channelflow.audit.keys import AuditKey
+from channelflow.store.db import lock_chain
+from channelflow.store.models import AuditEvent
+
+REFERRAL_ENTITY = "referral"
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """An event about to be appended; the chain gives it its sequence number and hashes."""
+
+    entity_type: str
+    entity_id: str
+    event: str
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    role: str
+    occurred_at: datetime
+    reason: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    seq: int
+    hash: str
+
+
+def link(
+    draft: EventDraft, *, head: ChainHead, recorded_at: datetime, key: AuditKey
+) -> dict[str, Any]:
+    """The complete audit row that follows ``head``."""
+    row: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "entity_type": draft.entity_type,
+        "entity_id": draft.entity_id,
+        "event": draft.event,
+        "from_state": draft.from_state,
+        "to_state": draft.to_state,
+        "actor": draft.actor,
+        "role": draft.role,
+        "occurred_at": format_time(draft.occurred_at),
+        "recorded_at": format_time(recorded_at),
+        "reason": draft.reason,
+        "data": canonical_json(draft.data),
+        "prev_hash": head.hash,
+    }
+    row["hash"] = event_hash(**row)
+    row["mac"] = key.mac(row["hash"])
+    return row
+
+
+def read_head(session: Session) -> ChainHead:
+    found = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
+    ).first()
+    return ChainHead(found[0], found[1]) if found else ChainHead(0, GENESIS_HASH)
+
+
+def append(
+    session: Session, drafts: list[EventDraft], *, recorded_at: datetime, key: AuditKey
+) -> list[dict[str, Any]]:
+    """Append ``drafts`` in order; they commit or vanish with the caller's transaction.
+
+    The chain lock is taken here, after the caller's other writes, and held to commit, so
+    concurrent writers append one after another and the chain never forks.
+    """
+    lock_chain(session)
+    head = read_head(session)
+    rows = []
+    for draft in drafts:
+        row = link(draft, head=head, recorded_at=recorded_at, key=key)
+        rows.append(row)
+        head = ChainHead(row["seq"], row["hash"])
+    session.execute(insert(AuditEvent), rows)
+    return rows

@@ -1,0 +1,84 @@
+"""Opening a configured channelflow: database, audit key and workflow, checked together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import Engine, select
+
+from channelflow.audit.keys import AuditKey, create_key, load_key
+from channelflow.exceptions import AuditKeyError
+from channelflow.settings import Settings
+from channelflow.store import schema
+from channelflow.store.db import open_engine, read_session, write_session
+from channelflow.store.models import AuditEvent, Meta
+from channelflow.workflow.engine import Workflow
+
+KEY_ID = "audit_key_id"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    _engines: list[Engine] = field(default_factory=list, repr=False)
+
+    @cached_property
+    def raw_engine(self) -> Engine:
+        engine = open_engine(self.settings.database_url)
+        self._engines.append(engine)
+        return engine
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The engine, once the schema is known to be current."""
+        schema.require_current(self.raw_engine)
+        return self.raw_engine
+
+    @cached_property
+    def key(self) -> AuditKey:
+        key = load_key(self.settings.key_file)
+        with read_session(self.engine) as session:
+            expected = session.get(Meta, KEY_ID)
+        if expected is None or expected.value != key.key_id:
+            raise AuditKeyError(
+                f"the audit key file {self.settings.key_file} does not belong to this database"
+            )
+        return key
+
+    @cached_property
+    def workflow(self) -> Workflow:
+        return Workflow(
+            engine=self.engine, key=self.key, reference_prefix=self.settings.reference_prefix
+        )
+
+    def initialise(self) -> tuple[bool, bool]:
+        """Create or upgrade the schema and bind the audit key; returns what was created."""
+        schema.upgrade(self.raw_engine)
+        path = self.settings.key_file
+        with write_session(self.engine) as session:
+            recorded = session.get(Meta, KEY_ID)
+            if path.exists():
+                key = load_key(path)
+                if recorded is not None and recorded.value != key.key_id:
+                    raise AuditKeyError(
+                        f"the audit key file {path} does not belong to this database"
+                    )
+                created_key = False
+            else:
+                has_trail = session.execute(select(AuditEvent.seq).limit(1)).first()  # type: ignore[call-overload]
+                if recorded is not None or has_trail:
+                    raise AuditKeyError(
+                        f"the audit key file {path} is missing, and this database's trail "
+                        "was anchored with it; restore the key file or set CHANNELFLOW_KEY_FILE"
+                    )
+                key = create_key(path)
+                created_key = True
+            created_schema = recorded is None
+            if recorded is None:
+                session.add(Meta(key=KEY_ID, value=key.key_id))
+        return created_schema, created_key
+
+    def close(self) -> None:
+        for engine in self._engines:
+            engine.dispose()

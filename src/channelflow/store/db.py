@@ -1,0 +1,117 @@
+"""Engines and transactions for SQLite (the embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlmodel import Session
+
+from channelflow.exceptions import DatabaseUnavailable, InvalidInput
+
+DEFAULT_DATABASE = "channelflow.db"
+_WRITE = "channelflow_write"
+# Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
+_CHAIN_LOCK_KEY = 0x63666C6F77
+
+
+def database_url(value: str | None) -> str:
+    """A SQLAlchemy URL from ``--db``/``CHANNELFLOW_DATABASE_URL``; a bare path means SQLite."""
+    if not value:
+        return f"sqlite:///{DEFAULT_DATABASE}"
+    if "://" not in value:
+        return f"sqlite:///{value}"
+    if value.startswith(("postgresql://", "postgres://")):
+        value = "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
+def open_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidInput("the database URL is not valid") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    if backend == "postgresql":
+        return create_engine(url, hide_parameters=True, pool_pre_ping=False)
+    raise InvalidInput(f"unsupported database {backend!r}; use SQLite or PostgreSQL")
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:" and not Path(database).parent.exists():
+        raise InvalidInput(f"the folder for database file {database} does not exist")
+    engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Take over transaction control so a write can start with BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # A writer takes SQLite's write lock up front, so its reads and its write are one
+        # serial step and two writers can never interleave between them.
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """One transaction that commits on success and rolls back on any error."""
+    with _connect(engine) as connection:
+        connection.execution_options(**{_WRITE: True})
+        with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
+            yield session
+            session.flush()
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    with _connect(engine) as connection, connection.begin():
+        with Session(bind=connection) as session:
+            yield session
+
+
+@contextmanager
+def _connect(engine: Engine) -> Iterator[Connection]:
+    try:
+        connection = engine.connect()
+    except OperationalError:
+        raise DatabaseUnavailable(
+            f"cannot open the {engine.dialect.name} database; check the database URL "
+            "and that the server is running"
+        ) from None
+    with connection:
+        yield connection
+
+
+def lock_chain(session: Session) -> None:
+    """Serialise appends to the audit chain until this transaction ends.
+
+    SQLite writers already hold the database's write lock; PostgreSQL writers take a
+    transaction-scoped advisory lock, always as their last lock, so no cycle can form.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY}
+        )

@@ -1,0 +1,141 @@
+"""The tables. Personal details live in `person` only, so they can be minimised or deleted
+without touching a referral's history; the audit trail holds keyed hashes of them, never
+the values."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from channelflow.store.types import UTCDateTime
+
+# Audit times are fixed-width UTC text so the hashed form is identical on every backend.
+AUDIT_TIME_WIDTH = 27
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Person(SQLModel, table=True):
+    """The subject of a referral: the only table holding personal details."""
+
+    __tablename__ = "person"
+
+    id: int | None = Field(default=None, primary_key=True)
+    full_name: str = Field(sa_column=Column(String(200), nullable=False))
+    date_of_birth: date
+    address: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    school: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+
+
+class Referral(SQLModel, table=True):
+    __tablename__ = "referral"
+    __table_args__ = (Index("ix_referral_state", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    state: str = Field(sa_column=Column(String(32), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    received_on: date
+    sector: str = Field(sa_column=Column(String(64), nullable=False))
+    concern: str = Field(sa_column=Column(String(64), nullable=False))
+    referrer_org: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    person_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("person.id", ondelete="SET NULL"), nullable=True),
+    )
+    linked_from_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("referral.id"), nullable=True)
+    )
+    gateway_outcome: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    panel_on: date | None = None
+    lead: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    consent: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    support_plan: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    provider: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    next_review_on: date | None = None
+    onward_route: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    close_code: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    exited_on: date | None = None
+    closed_on: date | None = None
+    last_event_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class PostExitReview(SQLModel, table=True):
+    __tablename__ = "post_exit_review"
+    __table_args__ = (UniqueConstraint("referral_id", "months"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    referral_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("referral.id"), nullable=False, index=True)
+    )
+    months: int
+    due_on: date
+    recorded_on: date | None = None
+    outcome: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class ReferenceCounter(SQLModel, table=True):
+    __tablename__ = "reference_counter"
+
+    prefix: str = Field(sa_column=Column(String(16), primary_key=True))
+    year: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    last: int
+
+
+class AuditEvent(SQLModel, table=True):
+    """One link of the hash chain. Append-only: triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id", "seq"),)
+
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    entity_type: str = Field(sa_column=Column(String(32), nullable=False))
+    entity_id: str = Field(sa_column=Column(String(64), nullable=False))
+    event: str = Field(sa_column=Column(String(64), nullable=False))
+    from_state: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    to_state: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    actor: str = Field(sa_column=Column(String(64), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    occurred_at: str = Field(sa_column=Column(String(AUDIT_TIME_WIDTH), nullable=False))
+    recorded_at: str = Field(sa_column=Column(String(AUDIT_TIME_WIDTH), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    mac: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class AccessLog(SQLModel, table=True):
+    """Security log: who viewed what, and who tried something their role does not allow."""
+
+    __tablename__ = "access_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    actor: str = Field(sa_column=Column(String(64), nullable=False))
+    role: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    action: str = Field(sa_column=Column(String(64), nullable=False))
+    entity_type: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    entity_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    allowed: bool
+
+
+class Meta(SQLModel, table=True):
+    """Facts about this database, such as which audit key anchors its chain."""
+
+    __tablename__ = "channelflow_meta"
+
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,72 @@
+"""Parsing dates and times typed by users, and the calendar arithmetic the lifecycle needs."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, time, timedelta
+
+from channelflow import clock
+from channelflow.exceptions import InvalidInput
+
+THURSDAY = 3
+
+
+def parse_date(text: str, *, what: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} must be a date written YYYY-MM-DD") from None
+
+
+def parse_datetime(text: str, *, what: str) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is Europe/London wall-clock time."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(), clock.LOCAL_ZONE)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"{what} must be a date (YYYY-MM-DD) or date and time (YYYY-MM-DDTHH:MM)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=clock.LOCAL_ZONE)
+
+
+def not_in_future(instant: datetime, *, what: str) -> datetime:
+    if instant > clock.now():
+        raise InvalidInput(f"{what} is in the future")
+    return instant
+
+
+def date_not_in_future(day: date, *, what: str) -> date:
+    if day > clock.today():
+        raise InvalidInput(f"{what} is in the future")
+    return day
+
+
+def add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def age_on(date_of_birth: date, day: date) -> int:
+    before_birthday = (day.month, day.day) < (date_of_birth.month, date_of_birth.day)
+    return day.year - date_of_birth.year - int(before_birthday)
+
+
+def last_thursday(year: int, month: int) -> date:
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    return last - timedelta(days=(last.weekday() - THURSDAY) % 7)
+
+
+def next_panel_after(day: date) -> date:
+    """The first last-Thursday-of-a-month strictly after ``day``.
+
+    Stands in until the scheduler's configurable panel calendar exists.
+    """
+    candidate = last_thursday(day.year, day.month)
+    if candidate > day:
+        return candidate
+    following = add_months(date(day.year, day.month, 1), 1)
+    return last_thursday(following.year, following.month)

@@ -1,0 +1,378 @@
+"""The referral engine: every change is one transaction holding the new state, the version
+bump and the audit event, or nothing at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlmodel import Session
+
+from channelflow import audit, categories, clock
+from channelflow.audit.chain import EventDraft
+from channelflow.audit.keys import AuditKey
+from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput, PermissionDenied
+from channelflow.states import REFERRAL_LIFECYCLE, Role
+from channelflow.states import referral as lc
+from channelflow.store.db import read_session, write_session
+from channelflow.store.models import AccessLog, Person, Referral, User
+from channelflow.workflow import policy, users
+from channelflow.workflow.case import FireRequest
+from channelflow.workflow.dates import date_not_in_future, not_in_future
+from channelflow.workflow.store_mapping import load_case, load_referral, save_case
+
+DEFAULT_PREFIX = "CF"
+MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class NewReferral:
+    received_on: date
+    sector: str
+    concern: str
+    subject_name: str
+    date_of_birth: date
+    referrer_org: str | None = None
+    address: str | None = None
+    school: str | None = None
+
+
+@dataclass(frozen=True)
+class FireResult:
+    reference: str
+    event: str
+    from_state: str
+    to_state: str
+    version: int
+    seq: int
+    data: dict[str, Any]
+    opened: str | None = None
+
+
+class Workflow:
+    """The operations on referrals and users, each checked against the actor's role."""
+
+    def __init__(
+        self, *, engine: Engine, key: AuditKey, reference_prefix: str = DEFAULT_PREFIX
+    ) -> None:
+        if not reference_prefix.isalnum() or not reference_prefix.isascii():
+            raise InvalidInput("the reference prefix must be letters and digits only")
+        self.engine = engine
+        self.key = key
+        self.reference_prefix = reference_prefix.upper()
+
+    # Users ---------------------------------------------------------------------------
+
+    def add_user(self, name: str, role: Role, *, email: str | None, by: str | None) -> User:
+        with self.denials_logged(by, "user.add"), write_session(self.engine) as session:
+            actor = self.actor(session, by, action="user.add", allowed=policy.USER_MANAGERS)
+            user = users.insert_user(session, name=name, role=role, email=email)
+            self._record_user_added(session, user, actor)
+            return user
+
+    def add_first_admin(self, name: str) -> User | None:
+        """Create the first admin of a new database; a database with users is left alone."""
+        with write_session(self.engine) as session:
+            if session.execute(select(User.id).limit(1)).first():  # type: ignore[call-overload]
+                return None
+            user = users.insert_user(session, name=name, role=Role.ADMIN, email=None)
+            self._record_user_added(session, user, user)
+            return user
+
+    def list_users(self) -> list[User]:
+        with read_session(self.engine) as session:
+            return list(session.execute(select(User).order_by(User.name)).scalars())  # type: ignore[arg-type]
+
+    def _record_user_added(self, session: Session, user: User, actor: User) -> None:
+        data: dict[str, Any] = {"role": user.role}
+        if user.email:
+            data["email"] = self.key.personal_hash("email", user.email)
+        now = clock.now()
+        audit.append(
+            session,
+            [
+                EventDraft(
+                    "user",
+                    user.name,
+                    "add_user",
+                    None,
+                    None,
+                    actor.name,
+                    actor.role,
+                    now,
+                    data=data,
+                )
+            ],
+            recorded_at=now,
+            key=self.key,
+        )
+
+    # Referrals -----------------------------------------------------------------------
+
+    def open_referral(self, details: NewReferral, *, by: str | None) -> str:
+        sector = categories.validate("sector", details.sector)
+        concern = categories.validate("concern", details.concern)
+        received = date_not_in_future(details.received_on, what="the received date")
+        date_not_in_future(details.date_of_birth, what="the date of birth")
+        if details.date_of_birth > received:
+            raise InvalidInput("the date of birth is after the received date")
+        for label, value in (
+            ("subject name", details.subject_name),
+            ("referrer organisation", details.referrer_org),
+        ):
+            if value is not None and not (0 < len(value.strip()) <= MAX_NAME):
+                raise InvalidInput(f"the {label} must be 1-{MAX_NAME} characters")
+        with self.denials_logged(by, "referral.add"), write_session(self.engine) as session:
+            actor = self.actor(session, by, action="referral.add", allowed=policy.REFERRAL_CREATORS)
+            now = clock.now()
+            reference, draft = self._insert_referral(
+                session, details, sector=sector, concern=concern, actor=actor, now=now
+            )
+            audit.append(session, [draft], recorded_at=now, key=self.key)
+            return reference
+
+    def _insert_referral(
+        self,
+        session: Session,
+        details: NewReferral,
+        *,
+        sector: str,
+        concern: str,
+        actor: User,
+        now: datetime,
+        linked_from: Referral | None = None,
+    ) -> tuple[str, EventDraft]:
+        person = Person(
+            full_name=details.subject_name.strip(),
+            date_of_birth=details.date_of_birth,
+            address=details.address,
+            school=details.school,
+        )
+        session.add(person)
+        session.flush()
+        reference = self._next_reference(session, details.received_on.year)
+        received_at = datetime.combine(details.received_on, datetime.min.time(), clock.LOCAL_ZONE)
+        session.add(
+            Referral(
+                reference=reference,
+                state=REFERRAL_LIFECYCLE.initial,
+                version=1,
+                received_on=details.received_on,
+                sector=sector,
+                concern=concern,
+                referrer_org=details.referrer_org,
+                person_id=person.id,
+                linked_from_id=linked_from.id if linked_from else None,
+                last_event_at=received_at,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        data: dict[str, Any] = {
+            "received_on": details.received_on.isoformat(),
+            "sector": sector,
+            "concern": concern,
+            "personal": {
+                name: self.key.personal_hash(name, value)
+                for name, value in (
+                    ("full_name", details.subject_name.strip()),
+                    ("date_of_birth", details.date_of_birth.isoformat()),
+                    ("address", details.address),
+                    ("school", details.school),
+                )
+                if value
+            },
+        }
+        if details.referrer_org:
+            data["referrer_org"] = details.referrer_org
+        if linked_from is not None:
+            data["linked_from"] = linked_from.reference
+        draft = EventDraft(
+            audit.REFERRAL_ENTITY,
+            reference,
+            lc.OPEN,
+            None,
+            REFERRAL_LIFECYCLE.initial,
+            actor.name,
+            actor.role,
+            received_at,
+            data=data,
+        )
+        return reference, draft
+
+    def _next_reference(self, session: Session, year: int) -> str:
+        # One atomic statement: concurrent writers on either backend get distinct numbers.
+        number = session.execute(
+            text(
+                "INSERT INTO reference_counter (prefix, year, last) VALUES (:prefix, :year, 1) "
+                "ON CONFLICT (prefix, year) DO UPDATE SET last = reference_counter.last + 1 "
+                "RETURNING last"
+            ),
+            {"prefix": self.reference_prefix, "year": year},
+        ).scalar_one()
+        return f"{self.reference_prefix}-{year}-{number:04d}"
+
+    def fire(
+        self,
+        reference: str,
+        event: str,
+        *,
+        by: str | None,
+        reason: str | None = None,
+        at: datetime | None = None,
+        values: Mapping[str, str] | None = None,
+        expected_version: int | None = None,
+    ) -> FireResult:
+        spec = REFERRAL_LIFECYCLE.event(event)
+        if spec is None:
+            raise InvalidInput(f"unknown event {event!r}; see `channelflow lifecycle`")
+        now = clock.now()
+        occurred_at = not_in_future(at, what="the event time (--at)") if at else now
+        reason = reason.strip() if reason and reason.strip() else None
+        action = f"referral.fire:{event}"
+        with self.denials_logged(by, action, reference), write_session(self.engine) as session:
+            actor = users.get_user(session, by)
+            referral = load_referral(session, reference)
+            if Role(actor.role) not in spec.roles:
+                raise PermissionDenied(
+                    f"{actor.name} ({actor.role}) may not {event}; "
+                    f"only {' or '.join(sorted(spec.roles))} may"
+                )
+            version = referral.version
+            if expected_version is not None and expected_version != version:
+                raise ConcurrentChange(
+                    f"{reference} is at version {version}, not {expected_version}: it was "
+                    "changed by someone else; reload it and try again"
+                )
+            if clock.local_date(occurred_at) < clock.local_date(referral.last_event_at):
+                raise InvalidInput(f"the event time is before {reference}'s previous event")
+            case = load_case(session, referral)
+            request = FireRequest(
+                event=event,
+                actor=actor.name,
+                role=Role(actor.role),
+                occurred_at=occurred_at,
+                reason=reason,
+                values=dict(values or {}),
+                user_roles=users.roles_of(
+                    session, [v for k, v in (values or {}).items() if k == "lead"]
+                ),
+            )
+            from_state = case.state
+            case.fire(request)
+            new_version = save_case(
+                session,
+                referral,
+                case,
+                expected_version=version,
+                occurred_at=occurred_at,
+                recorded_at=now,
+            )
+            drafts = [
+                EventDraft(
+                    audit.REFERRAL_ENTITY,
+                    reference,
+                    event,
+                    from_state,
+                    case.state,
+                    actor.name,
+                    actor.role,
+                    occurred_at,
+                    reason=reason,
+                    data=request.data,
+                )
+            ]
+            opened = None
+            if event == lc.RECORD_POST_EXIT_REVIEW and request.data["outcome"] == "re_refer":
+                opened, draft = self._re_refer(session, referral, actor, occurred_at, now)
+                request.data["new_referral"] = opened
+                drafts.append(draft)
+            rows = audit.append(session, drafts, recorded_at=now, key=self.key)
+        return FireResult(
+            reference,
+            event,
+            from_state,
+            case.state,
+            new_version,
+            rows[0]["seq"],
+            request.data,
+            opened,
+        )
+
+    def _re_refer(
+        self, session: Session, referral: Referral, actor: User, at: datetime, now: datetime
+    ) -> tuple[str, EventDraft]:
+        if referral.person_id is None:
+            raise GuardRefused(
+                f"{referral.reference}'s personal details were removed; open a new referral"
+            )
+        person = session.get(Person, referral.person_id)
+        assert person is not None
+        details = NewReferral(
+            received_on=clock.local_date(at),
+            sector=referral.sector,
+            concern=referral.concern,
+            subject_name=person.full_name,
+            date_of_birth=person.date_of_birth,
+            referrer_org=referral.referrer_org,
+            address=person.address,
+            school=person.school,
+        )
+        return self._insert_referral(
+            session,
+            details,
+            sector=referral.sector,
+            concern=referral.concern,
+            actor=actor,
+            now=now,
+            linked_from=referral,
+        )
+
+    def actor(
+        self, session: Session, by: str | None, *, action: str, allowed: frozenset[Role]
+    ) -> User:
+        """The user named ``by``, if their role is one of ``allowed``."""
+        actor = users.get_user(session, by)
+        if Role(actor.role) not in allowed:
+            raise PermissionDenied(
+                f"{actor.name} ({actor.role}) may not do {action}; "
+                f"only {' or '.join(sorted(allowed))} may"
+            )
+        return actor
+
+    @contextmanager
+    def denials_logged(
+        self, by: str | None, action: str, entity: str | None = None
+    ) -> Iterator[None]:
+        """Record a permission refusal in the security log once the refused work is undone.
+
+        Wrap it around the write transaction, so that transaction has rolled back (and on
+        SQLite released its lock) before the log entry is written in a transaction of its own.
+        """
+        try:
+            yield
+        except PermissionDenied:
+            with write_session(self.engine) as session:
+                log_access(session, by, action, entity, allowed=False)
+            raise
+
+
+def log_access(
+    session: Session, by: str | None, action: str, entity: str | None, *, allowed: bool
+) -> None:
+    role = session.execute(select(User.role).where(User.name == by)).scalar_one_or_none()  # type: ignore[arg-type]
+    session.add(
+        AccessLog(
+            at=clock.now(),
+            actor=by or "",
+            role=role,
+            action=action,
+            entity_type="referral" if entity else None,
+            entity_id=entity,
+            allowed=allowed,
+        )
+    )

@@ -1,0 +1,65 @@
+"""User accounts and their roles."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from channelflow import clock
+from channelflow.exceptions import InvalidInput, UserNotFound
+from channelflow.states import Role
+from channelflow.store.models import User
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        raise InvalidInput(
+            f"unknown role {value!r}; use one of: {', '.join(role.value for role in Role)}"
+        ) from None
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidInput("a user name must be 1-64 lower-case letters, digits, '.', '_' or '-'")
+    return name
+
+
+def validate_email(email: str | None) -> str | None:
+    if email is not None and not _EMAIL.match(email):
+        raise InvalidInput("the email address is not valid")
+    return email
+
+
+def get_user(session: Session, name: str | None) -> User:
+    if not name:
+        raise InvalidInput("say who you are with --by USER (or set CHANNELFLOW_USER)")
+    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()  # type: ignore[arg-type]
+    if user is None:
+        raise UserNotFound(f"no user is called {name!r}")
+    return user
+
+
+def roles_of(session: Session, names: Iterable[str]) -> dict[str, Role]:
+    wanted = set(names)
+    if not wanted:
+        return {}
+    rows = session.execute(select(User.name, User.role).where(User.name.in_(wanted)))  # type: ignore[attr-defined]
+    return {name: Role(role) for name, role in rows}
+
+
+def insert_user(session: Session, *, name: str, role: Role, email: str | None) -> User:
+    validate_name(name)
+    if session.execute(select(User.id).where(User.name == name)).first():  # type: ignore[arg-type]
+        raise InvalidInput(f"a user called {name!r} already exists")
+    user = User(name=name, role=role.value, email=validate_email(email), created_at=clock.now())
+    session.add(user)
+    session.flush()
+    return user
