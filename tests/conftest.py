@@ -18,7 +18,6 @@ from channelflow.settings import Settings
 from channelflow.store import schema
 from channelflow.store.db import open_engine
 from channelflow.workflow.engine import Workflow
-
 from tests.factories import USERS
 
 PG_SERVER = os.environ.get(

@@ -11,7 +11,13 @@ from channelflow.states import referral as lc
 from channelflow.workflow.engine import NewReferral, Workflow
 
 POLICE, COORDINATOR, CHAIR, MEMBER, LEAD, AUDITOR, ADMIN = (
-    "pat", "cora", "chris", "mel", "lee", "ada", "admin"
+    "pat",
+    "cora",
+    "chris",
+    "mel",
+    "lee",
+    "ada",
+    "admin",
 )
 USERS = (
     (POLICE, Role.POLICE),
@@ -76,6 +82,12 @@ def referral_in(workflow: Workflow, state: str, *, at: datetime = NOW, **overrid
     with clock.frozen_at(at):
         reference = open_referral(workflow, received_on=clock.local_date(start), **overrides)
         for step, (event, actor, values, reason) in enumerate(PATH_TO[state], start=1):
-            workflow.fire(reference, event, by=actor, values=values, reason=reason,
-                          at=start + timedelta(days=step))
+            workflow.fire(
+                reference,
+                event,
+                by=actor,
+                values=values,
+                reason=reason,
+                at=start + timedelta(days=step),
+            )
     return reference

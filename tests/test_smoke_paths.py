@@ -7,7 +7,6 @@ from channelflow.runtime import Runtime
 from channelflow.states import REFERRAL_LIFECYCLE
 from channelflow.workflow import views
 from channelflow.workflow.engine import Workflow
-
 from tests.factories import COORDINATOR, referral_in
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from channelflow.audit.keys import AuditKey, create_key, load_key
 from channelflow.exceptions import AuditKeyError
@@ -66,7 +67,7 @@ class Runtime:
                     )
                 created_key = False
             else:
-                has_trail = session.execute(select(AuditEvent.seq).limit(1)).first()  # type: ignore[call-overload]
+                has_trail = session.execute(select(col(AuditEvent.seq)).limit(1)).first()
                 if recorded is not None or has_trail:
                     raise AuditKeyError(
                         f"the audit key file {path} is missing, and this database's trail "

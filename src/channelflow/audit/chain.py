@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channelflow.audit.canonical import GENESIS_HASH, canonical_json, event_hash, format_time
 from channelflow.audit.keys import AuditKey
@@ -65,7 +65,9 @@ def link(
 
 def read_head(session: Session) -> ChainHead:
     found = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
+        select(col(AuditEvent.seq), col(AuditEvent.hash))
+        .order_by(col(AuditEvent.seq).desc())
+        .limit(1)
     ).first()
     return ChainHead(found[0], found[1]) if found else ChainHead(0, GENESIS_HASH)
 

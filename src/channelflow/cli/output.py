@@ -21,10 +21,11 @@ def print_json(value: Any) -> None:
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console().print(table)
+    # Piped output is not cut to 80 columns: scripts and files get whole values.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def interactive(as_json: bool) -> bool:

@@ -87,9 +87,8 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    with _connect(engine) as connection, connection.begin():
-        with Session(bind=connection) as session:
-            yield session
+    with _connect(engine) as connection, connection.begin(), Session(bind=connection) as session:
+        yield session
 
 
 @contextmanager

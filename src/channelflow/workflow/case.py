@@ -7,10 +7,10 @@ the same objects in memory, so both obey exactly the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from transitions import EventData, MachineError
 
@@ -22,6 +22,13 @@ from channelflow.workflow.dates import add_months, age_on, next_panel_after, par
 
 ADULT_AGE = 18
 MAX_TEXT = 2000
+
+
+def _request_of(event_data: EventData) -> FireRequest:
+    """The :class:`FireRequest` that :meth:`Case.fire` passed to ``trigger``."""
+    # transitions stores trigger's positional arguments as a tuple but types them as Iterable.
+    args = cast(Sequence[Any], event_data.args)
+    return cast(FireRequest, args[0])
 
 
 @dataclass
@@ -83,7 +90,7 @@ class Case:
 
     # Callbacks the machine resolves by name (see states.machine).
     def passes_guard(self, event_data: EventData) -> bool:
-        request: FireRequest = event_data.args[0]
+        request = _request_of(event_data)
         spec = REFERRAL_LIFECYCLE.event(request.event)
         assert spec is not None
         if request.role not in spec.roles:
@@ -98,7 +105,7 @@ class Case:
         return True
 
     def apply_effects(self, event_data: EventData) -> None:
-        request: FireRequest = event_data.args[0]
+        request = _request_of(event_data)
         _EFFECTS.get(request.event, _no_effect)(self, request)
 
     def due_post_exit_review(self, on: date) -> PostExitReviewDue | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channelflow import audit, categories, clock
 from channelflow.audit.chain import EventDraft
@@ -71,23 +71,23 @@ class Workflow:
         with self.denials_logged(by, "user.add"), write_session(self.engine) as session:
             actor = self.actor(session, by, action="user.add", allowed=policy.USER_MANAGERS)
             user = users.insert_user(session, name=name, role=role, email=email)
-            self._record_user_added(session, user, actor)
+            self.record_user_added(session, user, actor)
             return user
 
     def add_first_admin(self, name: str) -> User | None:
         """Create the first admin of a new database; a database with users is left alone."""
         with write_session(self.engine) as session:
-            if session.execute(select(User.id).limit(1)).first():  # type: ignore[call-overload]
+            if session.execute(select(col(User.id)).limit(1)).first():
                 return None
             user = users.insert_user(session, name=name, role=Role.ADMIN, email=None)
-            self._record_user_added(session, user, user)
+            self.record_user_added(session, user, user)
             return user
 
     def list_users(self) -> list[User]:
         with read_session(self.engine) as session:
-            return list(session.execute(select(User).order_by(User.name)).scalars())  # type: ignore[arg-type]
+            return list(session.execute(select(User).order_by(col(User.name))).scalars())
 
-    def _record_user_added(self, session: Session, user: User, actor: User) -> None:
+    def record_user_added(self, session: Session, user: User, actor: User) -> None:
         data: dict[str, Any] = {"role": user.role}
         if user.email:
             data["email"] = self.key.personal_hash("email", user.email)
@@ -114,8 +114,11 @@ class Workflow:
     # Referrals -----------------------------------------------------------------------
 
     def open_referral(self, details: NewReferral, *, by: str | None) -> str:
-        sector = categories.validate("sector", details.sector)
-        concern = categories.validate("concern", details.concern)
+        details = replace(
+            details,
+            sector=categories.validate("sector", details.sector),
+            concern=categories.validate("concern", details.concern),
+        )
         received = date_not_in_future(details.received_on, what="the received date")
         date_not_in_future(details.date_of_birth, what="the date of birth")
         if details.date_of_birth > received:
@@ -129,9 +132,7 @@ class Workflow:
         with self.denials_logged(by, "referral.add"), write_session(self.engine) as session:
             actor = self.actor(session, by, action="referral.add", allowed=policy.REFERRAL_CREATORS)
             now = clock.now()
-            reference, draft = self._insert_referral(
-                session, details, sector=sector, concern=concern, actor=actor, now=now
-            )
+            reference, draft = self._insert_referral(session, details, actor=actor, now=now)
             audit.append(session, [draft], recorded_at=now, key=self.key)
             return reference
 
@@ -140,8 +141,6 @@ class Workflow:
         session: Session,
         details: NewReferral,
         *,
-        sector: str,
-        concern: str,
         actor: User,
         now: datetime,
         linked_from: Referral | None = None,
@@ -154,7 +153,7 @@ class Workflow:
         )
         session.add(person)
         session.flush()
-        reference = self._next_reference(session, details.received_on.year)
+        reference = self.next_reference(session, details.received_on.year)
         received_at = datetime.combine(details.received_on, datetime.min.time(), clock.LOCAL_ZONE)
         session.add(
             Referral(
@@ -162,8 +161,8 @@ class Workflow:
                 state=REFERRAL_LIFECYCLE.initial,
                 version=1,
                 received_on=details.received_on,
-                sector=sector,
-                concern=concern,
+                sector=details.sector,
+                concern=details.concern,
                 referrer_org=details.referrer_org,
                 person_id=person.id,
                 linked_from_id=linked_from.id if linked_from else None,
@@ -172,10 +171,27 @@ class Workflow:
                 updated_at=now,
             )
         )
+        linked = linked_from.reference if linked_from else None
+        draft = self.open_event(
+            reference, details, actor=actor.name, role=Role(actor.role), linked_from=linked
+        )
+        return reference, draft
+
+    def open_event(
+        self,
+        reference: str,
+        details: NewReferral,
+        *,
+        actor: str,
+        role: Role,
+        linked_from: str | None = None,
+    ) -> EventDraft:
+        """The audit event recording a new referral; personal details only as keyed hashes."""
+        received_at = datetime.combine(details.received_on, datetime.min.time(), clock.LOCAL_ZONE)
         data: dict[str, Any] = {
             "received_on": details.received_on.isoformat(),
-            "sector": sector,
-            "concern": concern,
+            "sector": details.sector,
+            "concern": details.concern,
             "personal": {
                 name: self.key.personal_hash(name, value)
                 for name, value in (
@@ -190,21 +206,20 @@ class Workflow:
         if details.referrer_org:
             data["referrer_org"] = details.referrer_org
         if linked_from is not None:
-            data["linked_from"] = linked_from.reference
-        draft = EventDraft(
+            data["linked_from"] = linked_from
+        return EventDraft(
             audit.REFERRAL_ENTITY,
             reference,
             lc.OPEN,
             None,
             REFERRAL_LIFECYCLE.initial,
-            actor.name,
-            actor.role,
+            actor,
+            role.value,
             received_at,
             data=data,
         )
-        return reference, draft
 
-    def _next_reference(self, session: Session, year: int) -> str:
+    def next_reference(self, session: Session, year: int) -> str:
         # One atomic statement: concurrent writers on either backend get distinct numbers.
         number = session.execute(
             text(
@@ -325,8 +340,6 @@ class Workflow:
         return self._insert_referral(
             session,
             details,
-            sector=referral.sector,
-            concern=referral.concern,
             actor=actor,
             now=now,
             linked_from=referral,
@@ -364,7 +377,7 @@ class Workflow:
 def log_access(
     session: Session, by: str | None, action: str, entity: str | None, *, allowed: bool
 ) -> None:
-    role = session.execute(select(User.role).where(User.name == by)).scalar_one_or_none()  # type: ignore[arg-type]
+    role = session.execute(select(col(User.role)).where(col(User.name) == by)).scalar_one_or_none()
     session.add(
         AccessLog(
             at=clock.now(),

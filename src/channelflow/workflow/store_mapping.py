@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channelflow.exceptions import ConcurrentChange, ReferralNotFound
 from channelflow.states.referral import CLOSED
@@ -30,8 +30,8 @@ CASE_FIELDS = (
 
 
 def load_referral(session: Session, reference: str) -> Referral:
-    referral = session.execute(
-        select(Referral).where(Referral.reference == reference)  # type: ignore[arg-type]
+    referral: Referral | None = session.execute(
+        select(Referral).where(col(Referral.reference) == reference)
     ).scalar_one_or_none()
     if referral is None:
         raise ReferralNotFound(f"no referral has reference {reference!r}")
@@ -42,7 +42,7 @@ def load_case(session: Session, referral: Referral) -> Case:
     date_of_birth = None
     if referral.person_id is not None:
         date_of_birth = session.execute(
-            select(Person.date_of_birth).where(Person.id == referral.person_id)  # type: ignore[arg-type]
+            select(col(Person.date_of_birth)).where(col(Person.id) == referral.person_id)
         ).scalar_one_or_none()
     reviews = _post_exit_reviews(session, referral) if referral.state == CLOSED else []
     return Case(
@@ -58,7 +58,7 @@ def load_case(session: Session, referral: Referral) -> Case:
 def _post_exit_reviews(session: Session, referral: Referral) -> list[PostExitReview]:
     return list(
         session.execute(
-            select(PostExitReview).where(PostExitReview.referral_id == referral.id)  # type: ignore[arg-type]
+            select(PostExitReview).where(col(PostExitReview.referral_id) == referral.id)
         ).scalars()
     )
 
@@ -75,9 +75,10 @@ def save_case(
     """Write ``case`` back if nobody changed the referral since ``expected_version``."""
     assert referral.id is not None
     values = {name: getattr(case, name) for name in CASE_FIELDS}
-    result = session.execute(
+    # exec, unlike execute, types an UPDATE's result as a CursorResult, which has rowcount.
+    result = session.exec(
         update(Referral)
-        .where(Referral.id == referral.id, Referral.version == expected_version)  # type: ignore[arg-type]
+        .where(col(Referral.id) == referral.id, col(Referral.version) == expected_version)
         .values(
             version=expected_version + 1,
             last_event_at=max(occurred_at, referral.last_event_at),
@@ -86,7 +87,7 @@ def save_case(
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         raise ConcurrentChange(
             f"{referral.reference} was changed by someone else since it was read; "
             "reload it and try again"

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channelflow import clock
 from channelflow.exceptions import InvalidInput, UserNotFound
@@ -41,7 +41,9 @@ def validate_email(email: str | None) -> str | None:
 def get_user(session: Session, name: str | None) -> User:
     if not name:
         raise InvalidInput("say who you are with --by USER (or set CHANNELFLOW_USER)")
-    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()  # type: ignore[arg-type]
+    user: User | None = session.execute(
+        select(User).where(col(User.name) == name)
+    ).scalar_one_or_none()
     if user is None:
         raise UserNotFound(f"no user is called {name!r}")
     return user
@@ -51,13 +53,13 @@ def roles_of(session: Session, names: Iterable[str]) -> dict[str, Role]:
     wanted = set(names)
     if not wanted:
         return {}
-    rows = session.execute(select(User.name, User.role).where(User.name.in_(wanted)))  # type: ignore[attr-defined]
+    rows = session.execute(select(col(User.name), col(User.role)).where(col(User.name).in_(wanted)))
     return {name: Role(role) for name, role in rows}
 
 
 def insert_user(session: Session, *, name: str, role: Role, email: str | None) -> User:
     validate_name(name)
-    if session.execute(select(User.id).where(User.name == name)).first():  # type: ignore[arg-type]
+    if session.execute(select(col(User.id)).where(col(User.name) == name)).first():
         raise InvalidInput(f"a user called {name!r} already exists")
     user = User(name=name, role=role.value, email=validate_email(email), created_at=clock.now())
     session.add(user)

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channelflow import clock
 from channelflow.exceptions import InvalidInput, PermissionDenied
@@ -65,7 +65,7 @@ def show_case(workflow: Workflow, reference: str, *, by: str | None) -> dict[str
         workflow.denials_logged(by, "referral.show", reference),
         write_session(workflow.engine) as session,
     ):
-        actor, role, referral = _readable(session, by, reference, "referral.show")
+        _, role, referral = _readable(session, by, reference, "referral.show")
         view: dict[str, Any] = {
             name: _iso(getattr(referral, name))
             for name in (
@@ -83,7 +83,7 @@ def show_case(workflow: Workflow, reference: str, *, by: str | None) -> dict[str
         view["linked_from"] = None
         if referral.linked_from_id is not None:
             view["linked_from"] = session.execute(
-                select(Referral.reference).where(Referral.id == referral.linked_from_id)  # type: ignore[arg-type]
+                select(col(Referral.reference)).where(col(Referral.id) == referral.linked_from_id)
             ).scalar_one()
         view["due_reviews"] = _due_reviews(session, referral)
         view["history"] = _history(session, reference)
@@ -98,8 +98,11 @@ def _due_reviews(session: Session, referral: Referral) -> list[dict[str, Any]]:
         due.append({"kind": "support_plan", "due_on": referral.next_review_on.isoformat()})
     rows = session.execute(
         select(PostExitReview)
-        .where(PostExitReview.referral_id == referral.id, PostExitReview.recorded_on.is_(None))  # type: ignore[arg-type,union-attr]
-        .order_by(PostExitReview.due_on)  # type: ignore[arg-type]
+        .where(
+            col(PostExitReview.referral_id) == referral.id,
+            col(PostExitReview.recorded_on).is_(None),
+        )
+        .order_by(col(PostExitReview.due_on))
     ).scalars()
     due += [{"kind": f"post_exit_{row.months}m", "due_on": row.due_on.isoformat()} for row in rows]
     return due
@@ -108,8 +111,8 @@ def _due_reviews(session: Session, referral: Referral) -> list[dict[str, Any]]:
 def _history(session: Session, reference: str) -> list[dict[str, Any]]:
     rows = session.execute(
         select(AuditEvent)
-        .where(AuditEvent.entity_type == "referral", AuditEvent.entity_id == reference)  # type: ignore[arg-type]
-        .order_by(AuditEvent.seq)  # type: ignore[arg-type]
+        .where(col(AuditEvent.entity_type) == "referral", col(AuditEvent.entity_id) == reference)
+        .order_by(col(AuditEvent.seq))
     ).scalars()
     return [
         {
@@ -159,13 +162,13 @@ def list_cases(
         actor, role = _reader(session, by, "referral.list")
         conditions: list[ColumnElement[bool]] = []
         if state is not None:
-            conditions.append(Referral.state == state)  # type: ignore[arg-type]
+            conditions.append(col(Referral.state) == state)
         if role is Role.MEMBER:
-            conditions.append(Referral.panel_on.is_not(None))  # type: ignore[union-attr]
+            conditions.append(col(Referral.panel_on).is_not(None))
         elif role is Role.LEAD:
-            conditions.append(Referral.lead == actor.name)  # type: ignore[arg-type]
+            conditions.append(col(Referral.lead) == actor.name)
         columns = [getattr(Referral, name) for name in SUMMARY_FIELDS]
-        query = select(*columns).where(*conditions).order_by(Referral.id)  # type: ignore[arg-type]
+        query = select(*columns).where(*conditions).order_by(col(Referral.id))
         if limit is not None:
             query = query.limit(limit)
         log_access(session, actor.name, "referral.list", None, allowed=True)
@@ -181,7 +184,7 @@ def available_events(workflow: Workflow, reference: str, *, by: str | None) -> l
         workflow.denials_logged(by, "referral.events", reference),
         write_session(workflow.engine) as session,
     ):
-        actor, role, referral = _readable(session, by, reference, "referral.events")
+        _, role, referral = _readable(session, by, reference, "referral.events")
         case = load_case(session, referral)
         return [
             {

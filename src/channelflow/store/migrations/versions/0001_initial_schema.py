@@ -179,7 +179,8 @@ def _create_append_only_triggers() -> None:
         """
         CREATE FUNCTION channelflow_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+            RAISE EXCEPTION '% is append-only', TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
         END
         $$
         """
