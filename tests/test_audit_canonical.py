@@ -69,3 +69,14 @@ def test_audit_times_are_fixed_width_utc_and_round_trip() -> None:
 def test_audit_times_refuse_naive_datetimes() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         format_time(datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_chain_mac_is_standard_hmac_sha256_under_the_derived_chain_key() -> None:
+    import hmac
+
+    from channelflow.audit.keys import AuditKey
+
+    key = AuditKey(bytes(range(32)))
+    chain_key = hmac.digest(key.secret, b"channelflow audit chain", "sha256")
+    digest = hashlib.sha256(b"event").hexdigest()
+    assert key.mac(digest) == hmac.digest(chain_key, digest.encode(), "sha256").hex()

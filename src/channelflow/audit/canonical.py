@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
@@ -43,8 +44,11 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
-def _string(value: str | None) -> str:
-    return "null" if value is None else str(encode_basestring(value))
+def _nullable(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+_quote: Callable[[str], str] = encode_basestring
 
 
 def event_hash(
@@ -63,18 +67,52 @@ def event_hash(
     data: str,
     prev_hash: str,
 ) -> str:
-    """SHA-256 over the canonical JSON object of one event.
+    """SHA-256 over the canonical JSON object of one event (``data`` is canonical JSON text)."""
+    return row_hash(
+        seq,
+        entity_type,
+        entity_id,
+        event,
+        from_state,
+        to_state,
+        actor,
+        role,
+        occurred_at,
+        recorded_at,
+        reason,
+        data,
+        prev_hash,
+    )
 
-    ``data`` is already canonical JSON text. The object is spelled out with its keys in sorted
-    order rather than built with ``json.dumps`` because verification runs this per row and it
-    is several times faster; `tests/test_audit_canonical.py` proves the two are identical.
+
+def row_hash(
+    seq: int,
+    entity_type: str,
+    entity_id: str,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    actor: str,
+    role: str,
+    occurred_at: str,
+    recorded_at: str,
+    reason: str | None,
+    data: str,
+    prev_hash: str,
+) -> str:
+    """:func:`event_hash` with positional arguments in the audit table's column order.
+
+    The object is spelled out with its keys in sorted order rather than built with
+    ``json.dumps`` because verification runs this per row and it is several times faster;
+    `tests/test_audit_canonical.py` proves the two are identical.
     """
+    quote = _quote
     document = (
-        f'{{"actor":{_string(actor)},"data":{data},"entity_id":{_string(entity_id)},'
-        f'"entity_type":{_string(entity_type)},"event":{_string(event)},'
-        f'"from_state":{_string(from_state)},"occurred_at":{_string(occurred_at)},'
-        f'"prev_hash":{_string(prev_hash)},"reason":{_string(reason)},'
-        f'"recorded_at":{_string(recorded_at)},"role":{_string(role)},"seq":{int(seq)},'
-        f'"to_state":{_string(to_state)}}}'
+        f'{{"actor":{quote(actor)},"data":{data},"entity_id":{quote(entity_id)},'
+        f'"entity_type":{quote(entity_type)},"event":{quote(event)},'
+        f'"from_state":{_nullable(from_state)},"occurred_at":{quote(occurred_at)},'
+        f'"prev_hash":{quote(prev_hash)},"reason":{_nullable(reason)},'
+        f'"recorded_at":{quote(recorded_at)},"role":{quote(role)},"seq":{int(seq)},'
+        f'"to_state":{_nullable(to_state)}}}'
     )
     return hashlib.sha256(document.encode("utf-8")).hexdigest()

@@ -12,11 +12,17 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from channelflow.exceptions import AuditKeyError
 
+if TYPE_CHECKING:
+    from _hashlib import HASH
+
 DEFAULT_KEY_FILE = "channelflow.key"
+_SHA256_BLOCK = 64
 _HEADER = "channelflow-audit-key v1"
 
 
@@ -33,17 +39,36 @@ class AuditKey:
         return self._derive(b"channelflow key id").hex()[:16]
 
     def mac(self, event_hash: str) -> str:
-        return hmac.new(self._chain_key, event_hash.encode("ascii"), hashlib.sha256).hexdigest()
+        """HMAC-SHA256 (RFC 2104) of an event hash under the chain key.
+
+        Spelled out with pre-keyed SHA-256 states because verification runs it once per
+        event and copying two hash states is twice as fast as ``hmac.digest``; a test checks
+        it against the standard library.
+        """
+        inner_state, outer_state = self._chain_pads
+        inner = inner_state.copy()
+        inner.update(event_hash.encode("ascii"))
+        outer = outer_state.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def personal_hash(self, field_name: str, value: str) -> str:
         message = f"{field_name}\x00{value}".encode()
         return "hmac-sha256:" + hmac.new(self._personal_key, message, hashlib.sha256).hexdigest()
 
-    @property
+    @cached_property
     def _chain_key(self) -> bytes:
         return self._derive(b"channelflow audit chain")
 
-    @property
+    @cached_property
+    def _chain_pads(self) -> tuple[HASH, HASH]:
+        block = self._chain_key.ljust(_SHA256_BLOCK, b"\0")
+        return (
+            hashlib.sha256(bytes(byte ^ 0x36 for byte in block)),
+            hashlib.sha256(bytes(byte ^ 0x5C for byte in block)),
+        )
+
+    @cached_property
     def _personal_key(self) -> bytes:
         return self._derive(b"channelflow personal field")
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from channelflow import categories
+from channelflow import categories, clock
+from channelflow.audit.canonical import parse_time
 from channelflow.cli.app import acting_user, common_options, json_option, runtime
 from channelflow.cli.output import print_json, print_table
 from channelflow.exceptions import InvalidInput
@@ -141,7 +142,7 @@ def _print_case(view: dict[str, Any]) -> None:
         [
             [
                 h["seq"],
-                h["occurred_at"][:16].replace("T", " "),
+                _local(h["occurred_at"]),
                 h["event"],
                 h["from"],
                 h["to"],
@@ -151,6 +152,11 @@ def _print_case(view: dict[str, Any]) -> None:
             for h in view["history"]
         ],
     )
+
+
+def _local(audit_time: str) -> str:
+    """An audit timestamp (UTC) as Europe/London wall-clock time, to the minute."""
+    return parse_time(audit_time).astimezone(clock.LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
 
 
 def _parse_set(pairs: tuple[str, ...]) -> dict[str, str]:
