@@ -18,6 +18,7 @@ VARIABLES = {
     "CHANNELFLOW_KEY_FILE": f"audit key file (default ./{DEFAULT_KEY_FILE})",
     "CHANNELFLOW_USER": "default for --by",
     "CHANNELFLOW_REFERENCE_PREFIX": f"prefix of new referral references (default {DEFAULT_PREFIX})",
+    "CHANNELFLOW_DEBUG": "set to 1 to see a traceback for an unexpected error",
 }
 
 

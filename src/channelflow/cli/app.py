@@ -12,7 +12,7 @@ from channelflow.settings import VARIABLES, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_ENVIRONMENT_HELP = "\n".join(f"  {name}  {meaning}" for name, meaning in VARIABLES.items())
+_ENVIRONMENT_HELP = "\n".join(f"  {name:<29} {meaning}" for name, meaning in VARIABLES.items())
 
 
 def common_options(function: F) -> F:

@@ -11,6 +11,7 @@ from channelflow.audit.canonical import parse_time
 from channelflow.cli.app import acting_user, common_options, json_option, runtime
 from channelflow.cli.output import print_json, print_table
 from channelflow.exceptions import InvalidInput
+from channelflow.states import REFERRAL_LIFECYCLE
 from channelflow.workflow import views
 from channelflow.workflow.dates import parse_date, parse_datetime
 from channelflow.workflow.engine import NewReferral
@@ -172,7 +173,22 @@ def _parse_set(pairs: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-@referral.command("fire")
+def _events_help() -> str:
+    lines = ["\b", "Events (who may fire them; what they need):"]
+    for spec in REFERRAL_LIFECYCLE.events:
+        needs = [
+            f"{key.name}={'|'.join(key.choices) if key.choices else key.kind.value.upper()}"
+            + ("" if key.required else " (optional)")
+            for key in spec.keys
+        ]
+        if spec.reason_required:
+            needs.append("--reason")
+        roles = ", ".join(sorted(spec.roles))
+        lines.append(f"  {spec.name} [{roles}]: {'; '.join(needs) or 'nothing'}")
+    return "\n".join(lines)
+
+
+@referral.command("fire", epilog=_events_help())
 @click.argument("reference")
 @click.argument("event")
 @click.option("--reason", metavar="TEXT", help="why (free text; no personal details)")
