@@ -22,7 +22,7 @@ from channelflow.audit.chain import EventDraft
 from channelflow.exceptions import InvalidInput
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
-from channelflow.store.db import write_session
+from channelflow.store.db import reserve_ids, write_session
 from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, FireRequest
 from channelflow.workflow.dates import add_months, age_on, last_thursday, next_panel_after
@@ -392,23 +392,24 @@ def _forced_cases(simulator: _Simulator) -> list[tuple[date, str | None]]:
 
 def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime) -> int:
     with write_session(workflow.engine) as session:
-        person_ids = (
-            session.execute(
-                insert(Person).returning(col(Person.id), sort_by_parameter_order=True),
-                [sim.person for sim in simulated],
-            )
-            .scalars()
-            .all()
+        person_ids = reserve_ids(session, "person", len(simulated))
+        session.execute(
+            insert(Person),
+            [{"id": id_, **sim.person} for id_, sim in zip(person_ids, simulated, strict=True)],
         )
         references = [
             workflow.next_reference(session, sim.details["received_on"].year) for sim in simulated
         ]
+        referral_ids = reserve_ids(session, "referral", len(simulated))
         referral_rows = []
-        for sim, person_id, reference in zip(simulated, person_ids, references, strict=True):
+        for sim, referral_id, person_id, reference in zip(
+            simulated, referral_ids, person_ids, references, strict=True
+        ):
             sim.case.reference = reference
             row = {name: getattr(sim.case, name) for name in CASE_FIELDS}
             row.update(
                 sim.details,
+                id=referral_id,
                 reference=reference,
                 person_id=person_id,
                 version=len(sim.drafts) + 1,
@@ -417,14 +418,7 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
                 updated_at=now,
             )
             referral_rows.append(row)
-        referral_ids = (
-            session.execute(
-                insert(Referral).returning(col(Referral.id), sort_by_parameter_order=True),
-                referral_rows,
-            )
-            .scalars()
-            .all()
-        )
+        session.execute(insert(Referral), referral_rows)
         reviews = [
             {
                 "referral_id": referral_id,

@@ -114,3 +114,23 @@ def lock_chain(session: Session) -> None:
         session.connection().execute(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY}
         )
+
+
+def reserve_ids(session: Session, table: str, count: int) -> list[int]:
+    """``count`` fresh primary keys for ``table``, for bulk inserts that need them up front.
+
+    PostgreSQL takes them from the table's sequence, so concurrent inserts never collide;
+    SQLite writers hold the database's write lock, so the next free ids are theirs.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return list(
+            session.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                    "FROM generate_series(1, :count)"
+                ),
+                {"table": table, "count": count},
+            ).scalars()
+        )
+    start = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
+    return list(range(start + 1, start + 1 + count))
