@@ -459,7 +459,7 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
                 )
                 for d in sim.drafts
             ]
-        audit.append(session, drafts, recorded_at=now, key=workflow.key)
+        audit.append(session, drafts, key=workflow.key)
         return len(drafts)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlmodel import Session, col
 
+from channelflow import clock
 from channelflow.audit.canonical import GENESIS_HASH, canonical_json, event_hash, format_time
 from channelflow.audit.keys import AuditKey
 from channelflow.store.db import lock_chain
@@ -37,11 +38,10 @@ class EventDraft:
 class ChainHead:
     seq: int
     hash: str
+    recorded_at: str = ""
 
 
-def link(
-    draft: EventDraft, *, head: ChainHead, recorded_at: datetime, key: AuditKey
-) -> dict[str, Any]:
+def link(draft: EventDraft, *, head: ChainHead, recorded_at: str, key: AuditKey) -> dict[str, Any]:
     """The complete audit row that follows ``head``."""
     row: dict[str, Any] = {
         "seq": head.seq + 1,
@@ -53,7 +53,7 @@ def link(
         "actor": draft.actor,
         "role": draft.role,
         "occurred_at": format_time(draft.occurred_at),
-        "recorded_at": format_time(recorded_at),
+        "recorded_at": recorded_at,
         "reason": draft.reason,
         "data": canonical_json(draft.data),
         "prev_hash": head.hash,
@@ -65,27 +65,28 @@ def link(
 
 def read_head(session: Session) -> ChainHead:
     found = session.execute(
-        select(col(AuditEvent.seq), col(AuditEvent.hash))
+        select(col(AuditEvent.seq), col(AuditEvent.hash), col(AuditEvent.recorded_at))
         .order_by(col(AuditEvent.seq).desc())
         .limit(1)
     ).first()
-    return ChainHead(found[0], found[1]) if found else ChainHead(0, GENESIS_HASH)
+    return ChainHead(found[0], found[1], found[2]) if found else ChainHead(0, GENESIS_HASH)
 
 
-def append(
-    session: Session, drafts: list[EventDraft], *, recorded_at: datetime, key: AuditKey
-) -> list[dict[str, Any]]:
+def append(session: Session, drafts: list[EventDraft], *, key: AuditKey) -> list[dict[str, Any]]:
     """Append ``drafts`` in order; they commit or vanish with the caller's transaction.
 
     The chain lock is taken here, after the caller's other writes, and held to commit, so
-    concurrent writers append one after another and the chain never forks.
+    concurrent writers append one after another and the chain never forks. The recording
+    time is read under the lock and never runs backwards along the chain (even between
+    machines whose clocks disagree), so the trail's order is its recording order.
     """
     lock_chain(session)
     head = read_head(session)
+    recorded_at = max(format_time(clock.now()), head.recorded_at)
     rows = []
     for draft in drafts:
         row = link(draft, head=head, recorded_at=recorded_at, key=key)
         rows.append(row)
-        head = ChainHead(row["seq"], row["hash"])
+        head = ChainHead(row["seq"], row["hash"], recorded_at)
     session.execute(insert(AuditEvent), rows)
     return rows

@@ -91,25 +91,18 @@ class Workflow:
         data: dict[str, Any] = {"role": user.role}
         if user.email:
             data["email"] = self.key.personal_hash("email", user.email)
-        now = clock.now()
-        audit.append(
-            session,
-            [
-                EventDraft(
-                    "user",
-                    user.name,
-                    "add_user",
-                    None,
-                    None,
-                    actor.name,
-                    actor.role,
-                    now,
-                    data=data,
-                )
-            ],
-            recorded_at=now,
-            key=self.key,
+        draft = EventDraft(
+            "user",
+            user.name,
+            "add_user",
+            None,
+            None,
+            actor.name,
+            actor.role,
+            clock.now(),
+            data=data,
         )
+        audit.append(session, [draft], key=self.key)
 
     # Referrals -----------------------------------------------------------------------
 
@@ -133,7 +126,7 @@ class Workflow:
             actor = self.actor(session, by, action="referral.add", allowed=policy.REFERRAL_CREATORS)
             now = clock.now()
             reference, draft = self._insert_referral(session, details, actor=actor, now=now)
-            audit.append(session, [draft], recorded_at=now, key=self.key)
+            audit.append(session, [draft], key=self.key)
             return reference
 
     def _insert_referral(
@@ -306,7 +299,7 @@ class Workflow:
                 opened, draft = self._re_refer(session, referral, actor, occurred_at, now)
                 request.data["new_referral"] = opened
                 drafts.append(draft)
-            rows = audit.append(session, drafts, recorded_at=now, key=self.key)
+            rows = audit.append(session, drafts, key=self.key)
         return FireResult(
             reference,
             event,
