@@ -102,7 +102,7 @@ def _check_referrals_match_trail(connection: Connection, *, last_seq: int) -> No
     ).first()
     if mismatch is not None:
         raise IntegrityFailure(
-            f"referral {mismatch[0]} records {mismatch[1]} changes but the audit trail holds "
-            f"{mismatch[2]}; events after sequence {last_seq} are missing",
+            f"audit event {last_seq + 1} onwards is missing: referral {mismatch[0]} records "
+            f"{mismatch[1]} changes but the trail holds {mismatch[2]}",
             sequence=last_seq + 1,
         )
