@@ -338,3 +338,18 @@ def test_user_commands_run_without_by(cli: Cli) -> None:
     assert cli("user", "list").code == 0
     assert cli("lifecycle").code == 0
     assert cli("audit", "verify").code == 0
+
+
+def test_the_dot_diagram_renders_with_graphviz(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    dot = shutil.which("dot")
+    if dot is None:
+        pytest.skip("Graphviz `dot` is not installed")
+    diagram = run_subprocess("lifecycle", "--format", "dot", cwd=tmp_path).out
+    rendered = subprocess.run(
+        [dot, "-Tsvg"], input=diagram, capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert "<svg" in rendered.stdout
