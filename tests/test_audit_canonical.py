@@ -14,8 +14,10 @@ texts = st.text(max_size=40)
 optional_texts = st.none() | texts
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | texts,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text("abcdefghij_", min_size=1, max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text("abcdefghij_", min_size=1, max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlmodel import col
 
 from channelflow import audit, clock
@@ -22,7 +22,7 @@ from channelflow.audit.chain import EventDraft
 from channelflow.exceptions import InvalidInput
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
-from channelflow.store.db import reserve_ids, write_session
+from channelflow.store.db import reserve_ids, write_connection, write_session
 from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, FireRequest
 from channelflow.workflow.dates import add_months, age_on, last_thursday, next_panel_after
@@ -390,17 +390,31 @@ def _forced_cases(simulator: _Simulator) -> list[tuple[date, str | None]]:
     ]
 
 
+# Core inserts: one executemany per table (ORM bulk inserts split on every pattern of nulls).
+_PERSON_INSERT = insert(Person.__table__)  # type: ignore[attr-defined]
+_REFERRAL_INSERT = insert(Referral.__table__)  # type: ignore[attr-defined]
+_REVIEW_INSERT = insert(PostExitReview.__table__)  # type: ignore[attr-defined]
+
+
+def _references(workflow: Workflow, connection: Connection, batch: list[_Simulated]) -> list[str]:
+    """References in received order, reserved in one block per year."""
+    years = [sim.details["received_on"].year for sim in batch]
+    blocks = {
+        year: iter(workflow.reserve_references(connection, year, years.count(year)))
+        for year in sorted(set(years))
+    }
+    return [next(blocks[year]) for year in years]
+
+
 def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime) -> int:
-    with write_session(workflow.engine) as session:
-        person_ids = reserve_ids(session, "person", len(simulated))
-        session.execute(
-            insert(Person),
+    with write_connection(workflow.engine) as connection:
+        person_ids = reserve_ids(connection, "person", len(simulated))
+        connection.execute(
+            _PERSON_INSERT,
             [{"id": id_, **sim.person} for id_, sim in zip(person_ids, simulated, strict=True)],
         )
-        references = [
-            workflow.next_reference(session, sim.details["received_on"].year) for sim in simulated
-        ]
-        referral_ids = reserve_ids(session, "referral", len(simulated))
+        references = _references(workflow, connection, simulated)
+        referral_ids = reserve_ids(connection, "referral", len(simulated))
         referral_rows = []
         for sim, referral_id, person_id, reference in zip(
             simulated, referral_ids, person_ids, references, strict=True
@@ -418,7 +432,7 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
                 updated_at=now,
             )
             referral_rows.append(row)
-        session.execute(insert(Referral), referral_rows)
+        connection.execute(_REFERRAL_INSERT, referral_rows)
         reviews = [
             {
                 "referral_id": referral_id,
@@ -431,7 +445,7 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
             for r in sim.case.post_exit_reviews
         ]
         if reviews:
-            session.execute(insert(PostExitReview), reviews)
+            connection.execute(_REVIEW_INSERT, reviews)
         drafts: list[EventDraft] = []
         for sim, reference in zip(simulated, references, strict=True):
             details = NewReferral(
@@ -459,7 +473,7 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
                 )
                 for d in sim.drafts
             ]
-        audit.append(session, drafts, key=workflow.key)
+        audit.append(connection, drafts, key=workflow.key)
         return len(drafts)
 
 

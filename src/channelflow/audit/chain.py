@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlmodel import Session, col
+from sqlalchemy import Connection, insert, select
 
 from channelflow import clock
 from channelflow.audit.canonical import GENESIS_HASH, canonical_json, event_hash, format_time
@@ -63,16 +62,21 @@ def link(draft: EventDraft, *, head: ChainHead, recorded_at: str, key: AuditKey)
     return row
 
 
-def read_head(session: Session) -> ChainHead:
-    found = session.execute(
-        select(col(AuditEvent.seq), col(AuditEvent.hash), col(AuditEvent.recorded_at))
-        .order_by(col(AuditEvent.seq).desc())
-        .limit(1)
-    ).first()
+_audit = AuditEvent.__table__  # type: ignore[attr-defined]
+_READ_HEAD = (
+    select(_audit.c.seq, _audit.c.hash, _audit.c.recorded_at).order_by(_audit.c.seq.desc()).limit(1)
+)
+_INSERT = insert(_audit)
+
+
+def read_head(connection: Connection) -> ChainHead:
+    found = connection.execute(_READ_HEAD).first()
     return ChainHead(found[0], found[1], found[2]) if found else ChainHead(0, GENESIS_HASH)
 
 
-def append(session: Session, drafts: list[EventDraft], *, key: AuditKey) -> list[dict[str, Any]]:
+def append(
+    connection: Connection, drafts: list[EventDraft], *, key: AuditKey
+) -> list[dict[str, Any]]:
     """Append ``drafts`` in order; they commit or vanish with the caller's transaction.
 
     The chain lock is taken here, after the caller's other writes, and held to commit, so
@@ -80,13 +84,13 @@ def append(session: Session, drafts: list[EventDraft], *, key: AuditKey) -> list
     time is read under the lock and never runs backwards along the chain (even between
     machines whose clocks disagree), so the trail's order is its recording order.
     """
-    lock_chain(session)
-    head = read_head(session)
+    lock_chain(connection)
+    head = read_head(connection)
     recorded_at = max(format_time(clock.now()), head.recorded_at)
     rows = []
     for draft in drafts:
         row = link(draft, head=head, recorded_at=recorded_at, key=key)
         rows.append(row)
         head = ChainHead(row["seq"], row["hash"], recorded_at)
-    session.execute(insert(AuditEvent), rows)
+    connection.execute(_INSERT, rows)
     return rows

@@ -76,13 +76,23 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 @contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """One transaction that commits on success and rolls back on any error."""
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """One write transaction that commits on success and rolls back on any error."""
     with _connect(engine) as connection:
         connection.execution_options(**{_WRITE: True})
-        with connection.begin(), Session(bind=connection, expire_on_commit=False) as session:
-            yield session
-            session.flush()
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """:func:`write_connection` with an ORM session on it."""
+    with (
+        write_connection(engine) as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
+        yield session
+        session.flush()
 
 
 @contextmanager
@@ -104,27 +114,28 @@ def _connect(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
-def lock_chain(session: Session) -> None:
+_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def lock_chain(connection: Connection) -> None:
     """Serialise appends to the audit chain until this transaction ends.
 
     SQLite writers already hold the database's write lock; PostgreSQL writers take a
     transaction-scoped advisory lock, always as their last lock, so no cycle can form.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY}
-        )
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
 
 
-def reserve_ids(session: Session, table: str, count: int) -> list[int]:
+def reserve_ids(connection: Connection, table: str, count: int) -> list[int]:
     """``count`` fresh primary keys for ``table``, for bulk inserts that need them up front.
 
     PostgreSQL takes them from the table's sequence, so concurrent inserts never collide;
     SQLite writers hold the database's write lock, so the next free ids are theirs.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         return list(
-            session.execute(
+            connection.execute(
                 text(
                     "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
                     "FROM generate_series(1, :count)"
@@ -132,5 +143,5 @@ def reserve_ids(session: Session, table: str, count: int) -> list[int]:
                 {"table": table, "count": count},
             ).scalars()
         )
-    start = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
+    start = connection.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
     return list(range(start + 1, start + 1 + count))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, Row, select, text
 from sqlmodel import Session, col
 
 from channelflow import audit, categories, clock
@@ -18,14 +18,19 @@ from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput, PermissionDenied
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
-from channelflow.store.db import read_session, write_session
+from channelflow.store.db import read_session, write_connection, write_session
 from channelflow.store.models import AccessLog, Person, Referral, User
 from channelflow.workflow import policy, users
 from channelflow.workflow.case import FireRequest
 from channelflow.workflow.dates import date_not_in_future, not_in_future
-from channelflow.workflow.store_mapping import load_case, load_referral, save_case
+from channelflow.workflow.store_mapping import case_of, load_for_change, save_case
 
 DEFAULT_PREFIX = "CF"
+_RESERVE_REFERENCES = text(
+    "INSERT INTO reference_counter (prefix, year, last) VALUES (:prefix, :year, :count) "
+    "ON CONFLICT (prefix, year) DO UPDATE SET last = reference_counter.last + :count "
+    "RETURNING last"
+)
 MAX_NAME = 200
 
 
@@ -102,7 +107,7 @@ class Workflow:
             clock.now(),
             data=data,
         )
-        audit.append(session, [draft], key=self.key)
+        audit.append(session.connection(), [draft], key=self.key)
 
     # Referrals -----------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ class Workflow:
             actor = self.actor(session, by, action="referral.add", allowed=policy.REFERRAL_CREATORS)
             now = clock.now()
             reference, draft = self._insert_referral(session, details, actor=actor, now=now)
-            audit.append(session, [draft], key=self.key)
+            audit.append(session.connection(), [draft], key=self.key)
             return reference
 
     def _insert_referral(
@@ -136,7 +141,7 @@ class Workflow:
         *,
         actor: User,
         now: datetime,
-        linked_from: Referral | None = None,
+        linked_from: Row[Any] | None = None,
     ) -> tuple[str, EventDraft]:
         person = Person(
             full_name=details.subject_name.strip(),
@@ -213,16 +218,20 @@ class Workflow:
         )
 
     def next_reference(self, session: Session, year: int) -> str:
-        # One atomic statement: concurrent writers on either backend get distinct numbers.
-        number = session.execute(
-            text(
-                "INSERT INTO reference_counter (prefix, year, last) VALUES (:prefix, :year, 1) "
-                "ON CONFLICT (prefix, year) DO UPDATE SET last = reference_counter.last + 1 "
-                "RETURNING last"
-            ),
-            {"prefix": self.reference_prefix, "year": year},
+        return self.reserve_references(session.connection(), year, 1)[0]
+
+    def reserve_references(self, connection: Connection, year: int, count: int) -> list[str]:
+        """``count`` consecutive new references for ``year``.
+
+        One atomic statement, so concurrent writers on either backend never share a number.
+        """
+        last = connection.execute(
+            _RESERVE_REFERENCES, {"prefix": self.reference_prefix, "year": year, "count": count}
         ).scalar_one()
-        return f"{self.reference_prefix}-{year}-{number:04d}"
+        return [
+            f"{self.reference_prefix}-{year}-{number:04d}"
+            for number in range(last - count + 1, last + 1)
+        ]
 
     def fire(
         self,
@@ -241,44 +250,41 @@ class Workflow:
         now = clock.now()
         occurred_at = not_in_future(at, what="the event time (--at)") if at else now
         reason = reason.strip() if reason and reason.strip() else None
+        if not by:
+            raise InvalidInput("say who you are with --by USER (or set CHANNELFLOW_USER)")
         action = f"referral.fire:{event}"
-        with self.denials_logged(by, action, reference), write_session(self.engine) as session:
-            actor = users.get_user(session, by)
-            referral = load_referral(session, reference)
-            if Role(actor.role) not in spec.roles:
+        with (
+            self.denials_logged(by, action, reference),
+            write_connection(self.engine) as connection,
+        ):
+            referral, role_name = load_for_change(connection, reference, by)
+            role = Role(role_name)
+            if role not in spec.roles:
                 raise PermissionDenied(
-                    f"{actor.name} ({actor.role}) may not {event}; "
-                    f"only {' or '.join(sorted(spec.roles))} may"
+                    f"{by} ({role}) may not {event}; only {' or '.join(sorted(spec.roles))} may"
                 )
-            version = referral.version
-            if expected_version is not None and expected_version != version:
+            if expected_version is not None and expected_version != referral.version:
                 raise ConcurrentChange(
-                    f"{reference} is at version {version}, not {expected_version}: it was "
-                    "changed by someone else; reload it and try again"
+                    f"{reference} is at version {referral.version}, not {expected_version}: it "
+                    "was changed by someone else; reload it and try again"
                 )
             if clock.local_date(occurred_at) < clock.local_date(referral.last_event_at):
                 raise InvalidInput(f"the event time is before {reference}'s previous event")
-            case = load_case(session, referral)
+            case = case_of(connection, referral, date_of_birth=referral.date_of_birth)
+            values = dict(values or {})
             request = FireRequest(
                 event=event,
-                actor=actor.name,
-                role=Role(actor.role),
+                actor=by,
+                role=role,
                 occurred_at=occurred_at,
                 reason=reason,
-                values=dict(values or {}),
-                user_roles=users.roles_of(
-                    session, [v for k, v in (values or {}).items() if k == "lead"]
-                ),
+                values=values,
+                user_roles=users.roles_of(connection, [values["lead"]]) if "lead" in values else {},
             )
             from_state = case.state
             case.fire(request)
             new_version = save_case(
-                session,
-                referral,
-                case,
-                expected_version=version,
-                occurred_at=occurred_at,
-                recorded_at=now,
+                connection, referral, case, occurred_at=occurred_at, recorded_at=now
             )
             drafts = [
                 EventDraft(
@@ -287,8 +293,8 @@ class Workflow:
                     event,
                     from_state,
                     case.state,
-                    actor.name,
-                    actor.role,
+                    by,
+                    role.value,
                     occurred_at,
                     reason=reason,
                     data=request.data,
@@ -296,10 +302,14 @@ class Workflow:
             ]
             opened = None
             if event == lc.RECORD_POST_EXIT_REVIEW and request.data["outcome"] == "re_refer":
-                opened, draft = self._re_refer(session, referral, actor, occurred_at, now)
+                with Session(bind=connection, expire_on_commit=False) as session:
+                    opened, draft = self._re_refer(
+                        session, referral, users.get_user(session, by), occurred_at, now
+                    )
+                    session.flush()
                 request.data["new_referral"] = opened
                 drafts.append(draft)
-            rows = audit.append(session, drafts, key=self.key)
+            rows = audit.append(connection, drafts, key=self.key)
         return FireResult(
             reference,
             event,
@@ -312,7 +322,7 @@ class Workflow:
         )
 
     def _re_refer(
-        self, session: Session, referral: Referral, actor: User, at: datetime, now: datetime
+        self, session: Session, referral: Row[Any], actor: User, at: datetime, now: datetime
     ) -> tuple[str, EventDraft]:
         if referral.person_id is None:
             raise GuardRefused(

@@ -1,15 +1,20 @@
-"""Moving a referral between its table rows and the lifecycle's :class:`Case`."""
+"""Moving a referral between its table rows and the lifecycle's :class:`Case`.
+
+`fire` runs these on every change, so the statements are built once at import and run with
+SQLAlchemy Core on the transaction's connection: building ORM statements and entities per
+call cost more than the database work itself (see BENCHMARKS.md).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlmodel import Session, col
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from channelflow.exceptions import ConcurrentChange, ReferralNotFound
+from channelflow.exceptions import ConcurrentChange, ReferralNotFound, UserNotFound
 from channelflow.states.referral import CLOSED
-from channelflow.store.models import Person, PostExitReview, Referral
+from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, PostExitReviewDue
 
 # Projection columns the lifecycle may change.
@@ -28,23 +33,63 @@ CASE_FIELDS = (
     "closed_on",
 )
 
+_referral = Referral.__table__  # type: ignore[attr-defined]
+_person = Person.__table__  # type: ignore[attr-defined]
+_users = User.__table__  # type: ignore[attr-defined]
+_reviews = PostExitReview.__table__  # type: ignore[attr-defined]
 
-def load_referral(session: Session, reference: str) -> Referral:
-    referral: Referral | None = session.execute(
-        select(Referral).where(col(Referral.reference) == reference)
-    ).scalar_one_or_none()
-    if referral is None:
+_ACTOR_ROLE = select(_users.c.role).where(_users.c.name == bindparam("actor"))
+_LOAD_FOR_CHANGE = (
+    select(
+        *_referral.c,
+        _person.c.date_of_birth,
+        _ACTOR_ROLE.scalar_subquery().label("actor_role"),
+    )
+    .select_from(_referral.outerjoin(_person, _referral.c.person_id == _person.c.id))
+    .where(_referral.c.reference == bindparam("reference"))
+)
+_LOAD_REVIEWS = select(
+    _reviews.c.id,
+    _reviews.c.months,
+    _reviews.c.due_on,
+    _reviews.c.recorded_on,
+    _reviews.c.outcome,
+).where(_reviews.c.referral_id == bindparam("referral_id"))
+_SAVE = (
+    update(_referral)
+    .where(_referral.c.id == bindparam("row_id"), _referral.c.version == bindparam("expected"))
+    .values(
+        version=bindparam("new_version"),
+        last_event_at=bindparam("new_last_event_at"),
+        updated_at=bindparam("new_updated_at"),
+        **{name: bindparam(f"new_{name}") for name in CASE_FIELDS},
+    )
+)
+_ADD_REVIEW = insert(_reviews)
+_RECORD_REVIEW = (
+    update(_reviews)
+    .where(_reviews.c.id == bindparam("review_id"))
+    .values(recorded_on=bindparam("new_recorded_on"), outcome=bindparam("new_outcome"))
+)
+
+
+def load_for_change(connection: Connection, reference: str, actor: str) -> tuple[Any, str]:
+    """The referral row (with the subject's date of birth) and the actor's role, in one query."""
+    found = connection.execute(_LOAD_FOR_CHANGE, {"reference": reference, "actor": actor}).first()
+    if found is None or found.actor_role is None:
+        if connection.execute(_ACTOR_ROLE, {"actor": actor}).first() is None:
+            raise UserNotFound(f"no user is called {actor!r}")
         raise ReferralNotFound(f"no referral has reference {reference!r}")
-    return referral
+    return found, str(found.actor_role)
 
 
-def load_case(session: Session, referral: Referral) -> Case:
-    date_of_birth = None
-    if referral.person_id is not None:
-        date_of_birth = session.execute(
-            select(col(Person.date_of_birth)).where(col(Person.id) == referral.person_id)
-        ).scalar_one_or_none()
-    reviews = _post_exit_reviews(session, referral) if referral.state == CLOSED else []
+def case_of(connection: Connection, referral: Any, *, date_of_birth: date | None) -> Case:
+    """The lifecycle's view of a referral; post-exit reviews matter only once it is closed."""
+    reviews = (
+        connection.execute(_LOAD_REVIEWS, {"referral_id": referral.id}).all()
+        if referral.state == CLOSED
+        else []
+    )
     return Case(
         reference=referral.reference,
         date_of_birth=date_of_birth,
@@ -55,56 +100,50 @@ def load_case(session: Session, referral: Referral) -> Case:
     )
 
 
-def _post_exit_reviews(session: Session, referral: Referral) -> list[PostExitReview]:
-    return list(
-        session.execute(
-            select(PostExitReview).where(col(PostExitReview.referral_id) == referral.id)
-        ).scalars()
-    )
-
-
 def save_case(
-    session: Session,
-    referral: Referral,
+    connection: Connection,
+    referral: Any,
     case: Case,
     *,
-    expected_version: int,
     occurred_at: datetime,
     recorded_at: datetime,
 ) -> int:
-    """Write ``case`` back if nobody changed the referral since ``expected_version``."""
-    assert referral.id is not None
-    values = {name: getattr(case, name) for name in CASE_FIELDS}
-    # exec, unlike execute, types an UPDATE's result as a CursorResult, which has rowcount.
-    result = session.exec(
-        update(Referral)
-        .where(col(Referral.id) == referral.id, col(Referral.version) == expected_version)
-        .values(
-            version=expected_version + 1,
-            last_event_at=max(occurred_at, referral.last_event_at),
-            updated_at=recorded_at,
-            **values,
-        )
-        .execution_options(synchronize_session=False)
+    """Write ``case`` back if nobody changed the referral since it was read."""
+    params: dict[str, Any] = {f"new_{name}": getattr(case, name) for name in CASE_FIELDS}
+    params.update(
+        row_id=referral.id,
+        expected=referral.version,
+        new_version=referral.version + 1,
+        new_last_event_at=max(occurred_at, referral.last_event_at),
+        new_updated_at=recorded_at,
     )
-    if result.rowcount != 1:
+    if connection.execute(_SAVE, params).rowcount != 1:
         raise ConcurrentChange(
             f"{referral.reference} was changed by someone else since it was read; "
             "reload it and try again"
         )
     if case.post_exit_reviews:
-        _save_post_exit_reviews(session, referral, case)
-    return expected_version + 1
+        _save_post_exit_reviews(connection, referral, case)
+    return int(referral.version) + 1
 
 
-def _save_post_exit_reviews(session: Session, referral: Referral, case: Case) -> None:
-    assert referral.id is not None
-    known = {row.months: row for row in _post_exit_reviews(session, referral)}
+def _save_post_exit_reviews(connection: Connection, referral: Any, case: Case) -> None:
+    known = {
+        row.months: row for row in connection.execute(_LOAD_REVIEWS, {"referral_id": referral.id})
+    }
     for due in case.post_exit_reviews:
         row = known.get(due.months)
         if row is None:
-            session.add(
-                PostExitReview(referral_id=referral.id, months=due.months, due_on=due.due_on)
+            connection.execute(
+                _ADD_REVIEW,
+                {"referral_id": referral.id, "months": due.months, "due_on": due.due_on},
             )
         elif (row.recorded_on, row.outcome) != (due.recorded_on, due.outcome):
-            row.recorded_on, row.outcome = due.recorded_on, due.outcome
+            connection.execute(
+                _RECORD_REVIEW,
+                {
+                    "review_id": row.id,
+                    "new_recorded_on": due.recorded_on,
+                    "new_outcome": due.outcome,
+                },
+            )

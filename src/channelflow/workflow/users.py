@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlmodel import Session, col
 
 from channelflow import clock
@@ -49,7 +49,7 @@ def get_user(session: Session, name: str | None) -> User:
     return user
 
 
-def roles_of(session: Session, names: Iterable[str]) -> dict[str, Role]:
+def roles_of(session: Session | Connection, names: Iterable[str]) -> dict[str, Role]:
     wanted = set(names)
     if not wanted:
         return {}

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, select
 from sqlmodel import Session, col
 
 from channelflow import clock
-from channelflow.exceptions import InvalidInput, PermissionDenied
+from channelflow.exceptions import InvalidInput, PermissionDenied, ReferralNotFound
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
 from channelflow.store.db import write_session
@@ -19,7 +19,7 @@ from channelflow.workflow import policy, users
 from channelflow.workflow.case import unmet_precondition
 from channelflow.workflow.dates import age_on
 from channelflow.workflow.engine import Workflow, log_access
-from channelflow.workflow.store_mapping import load_case, load_referral
+from channelflow.workflow.store_mapping import case_of
 
 SUMMARY_FIELDS = (
     "reference",
@@ -37,6 +37,15 @@ SUMMARY_FIELDS = (
 
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
+
+
+def load_referral(session: Session, reference: str) -> Referral:
+    referral: Referral | None = session.execute(
+        select(Referral).where(col(Referral.reference) == reference)
+    ).scalar_one_or_none()
+    if referral is None:
+        raise ReferralNotFound(f"no referral has reference {reference!r}")
+    return referral
 
 
 def _reader(session: Session, by: str | None, action: str) -> tuple[User, Role]:
@@ -185,7 +194,14 @@ def available_events(workflow: Workflow, reference: str, *, by: str | None) -> l
         write_session(workflow.engine) as session,
     ):
         _, role, referral = _readable(session, by, reference, "referral.events")
-        case = load_case(session, referral)
+        date_of_birth = (
+            session.get(Person, referral.person_id) if referral.person_id is not None else None
+        )
+        case = case_of(
+            session.connection(),
+            referral,
+            date_of_birth=date_of_birth.date_of_birth if date_of_birth else None,
+        )
         return [
             {
                 "event": spec.name,
