@@ -116,6 +116,7 @@ REFERRAL_LIFECYCLE = Lifecycle(
                     ValueKind.TEXT,
                     required=False,
                     help="intervention provider, where one is used",
+                    max_length=200,
                 ),
                 SetKey(
                     "first_review",

@@ -32,6 +32,7 @@ class SetKey:
     required: bool = True
     choices: tuple[str, ...] = ()
     help: str = ""
+    max_length: int = 2000
 
 
 @dataclass(frozen=True)

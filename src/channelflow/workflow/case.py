@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, cast
-
-from transitions import EventData, MachineError
 
 from channelflow import clock
 from channelflow.exceptions import GuardRefused, InvalidInput, TransitionNotAllowed, UserNotFound
 from channelflow.states import REFERRAL_LIFECYCLE, EventSpec, Role, ValueKind, referral_machine
 from channelflow.states import referral as lc
 from channelflow.workflow.dates import add_months, age_on, next_panel_after, parse_date
+from channelflow.workflow.text import clean_text
+from transitions import EventData, MachineError
 
 ADULT_AGE = 18
-MAX_TEXT = 2000
+# Panels and reviews are planned months ahead, not years: a later date is a typing mistake.
+MAX_PLANNING_AHEAD = timedelta(days=2 * 366)
 
 
 def _request_of(event_data: EventData) -> FireRequest:
@@ -126,6 +127,7 @@ def _parse_values(spec: EventSpec, request: FireRequest) -> dict[str, Any]:
             if key.required:
                 raise GuardRefused(f"{spec.name} needs --set {key.name}=...")
             continue
+        raw = clean_text(raw, what=f"--set {key.name}", max_length=key.max_length)
         if key.kind is ValueKind.CHOICE and raw not in key.choices:
             raise InvalidInput(f"--set {key.name} must be one of: {', '.join(key.choices)}")
         if key.kind is ValueKind.DATE:
@@ -137,8 +139,6 @@ def _parse_values(spec: EventSpec, request: FireRequest) -> dict[str, Any]:
                 raise UserNotFound(f"no user is called {raw!r}")
             if role is not Role.LEAD:
                 raise GuardRefused(f"the case lead must be a user with role lead, not {role}")
-        if key.kind is ValueKind.TEXT and len(raw) > MAX_TEXT:
-            raise InvalidInput(f"--set {key.name} is longer than {MAX_TEXT} characters")
         parsed[key.name] = raw
     return parsed
 
@@ -150,6 +150,8 @@ def _later_date(request: FireRequest, name: str, *, after: date) -> date:
     chosen = date.fromisoformat(request.data[name])
     if chosen <= after:
         raise GuardRefused(f"--set {name} must be after {after.isoformat()}")
+    if chosen > after + MAX_PLANNING_AHEAD:
+        raise InvalidInput(f"--set {name} is more than two years after {after.isoformat()}")
     return chosen
 
 

@@ -24,6 +24,7 @@ from channelflow.workflow import policy, users
 from channelflow.workflow.case import FireRequest
 from channelflow.workflow.dates import date_not_in_future, not_in_future
 from channelflow.workflow.store_mapping import case_of, load_for_change, save_case
+from channelflow.workflow.text import MAX_TEXT, clean_text
 
 DEFAULT_PREFIX = "CF"
 _RESERVE_REFERENCES = text(
@@ -56,6 +57,12 @@ class FireResult:
     seq: int
     data: dict[str, Any]
     opened: str | None = None
+
+
+def _optional_text(value: str | None, what: str, max_length: int = MAX_NAME) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return clean_text(value, what=what, max_length=max_length)
 
 
 class Workflow:
@@ -121,12 +128,15 @@ class Workflow:
         date_not_in_future(details.date_of_birth, what="the date of birth")
         if details.date_of_birth > received:
             raise InvalidInput("the date of birth is after the received date")
-        for label, value in (
-            ("subject name", details.subject_name),
-            ("referrer organisation", details.referrer_org),
-        ):
-            if value is not None and not (0 < len(value.strip()) <= MAX_NAME):
-                raise InvalidInput(f"the {label} must be 1-{MAX_NAME} characters")
+        details = replace(
+            details,
+            subject_name=clean_text(
+                details.subject_name, what="the subject name", max_length=MAX_NAME
+            ),
+            referrer_org=_optional_text(details.referrer_org, "the referrer organisation"),
+            address=_optional_text(details.address, "the address", MAX_TEXT),
+            school=_optional_text(details.school, "the school"),
+        )
         with self.denials_logged(by, "referral.add"), write_session(self.engine) as session:
             actor = self.actor(session, by, action="referral.add", allowed=policy.REFERRAL_CREATORS)
             now = clock.now()
@@ -248,8 +258,10 @@ class Workflow:
         if spec is None:
             raise InvalidInput(f"unknown event {event!r}; see `channelflow lifecycle`")
         now = clock.now()
+        if at is not None and at.tzinfo is None:
+            raise InvalidInput("the event time (--at) must carry a timezone")
         occurred_at = not_in_future(at, what="the event time (--at)") if at else now
-        reason = reason.strip() if reason and reason.strip() else None
+        reason = clean_text(reason, what="the reason") if reason and reason.strip() else None
         if not by:
             raise InvalidInput("say who you are with --by USER (or set CHANNELFLOW_USER)")
         action = f"referral.fire:{event}"
@@ -279,7 +291,9 @@ class Workflow:
                 occurred_at=occurred_at,
                 reason=reason,
                 values=values,
-                user_roles=users.roles_of(connection, [values["lead"]]) if "lead" in values else {},
+                user_roles=(
+                    users.roles_of(connection, [values["lead"].strip()]) if "lead" in values else {}
+                ),
             )
             from_state = case.state
             case.fire(request)

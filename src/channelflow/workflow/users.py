@@ -33,7 +33,7 @@ def validate_name(name: str) -> str:
 
 
 def validate_email(email: str | None) -> str | None:
-    if email is not None and not _EMAIL.match(email):
+    if email is not None and (not email.isascii() or not _EMAIL.match(email)):
         raise InvalidInput("the email address is not valid")
     return email
 

@@ -1,0 +1,30 @@
+"""Checking free text before it reaches the database or the audit trail."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from channelflow.exceptions import InvalidInput
+
+MAX_TEXT = 2000
+_ALLOWED_CONTROLS = {"\n", "\t"}
+
+
+def clean_text(value: str, *, what: str, max_length: int = MAX_TEXT) -> str:
+    """``value`` stripped, or a refusal that names the field but never repeats the text.
+
+    Refuses what the stores cannot hold the same way on every backend: NUL and other control
+    characters, and lone surrogates (what Python makes of bytes that are not UTF-8).
+    """
+    value = value.strip()
+    if not value:
+        raise InvalidInput(f"{what} is empty")
+    if len(value) > max_length:
+        raise InvalidInput(f"{what} is longer than {max_length} characters")
+    for character in value:
+        category = unicodedata.category(character)
+        if category == "Cs":
+            raise InvalidInput(f"{what} is not valid text (it holds bytes that are not UTF-8)")
+        if category == "Cc" and character not in _ALLOWED_CONTROLS:
+            raise InvalidInput(f"{what} holds a control character")
+    return value
