@@ -11,7 +11,7 @@ from sqlalchemy import Connection, insert, select
 from channelflow import clock
 from channelflow.audit.canonical import GENESIS_HASH, canonical_json, event_hash, format_time
 from channelflow.audit.keys import AuditKey
-from channelflow.store.db import lock_chain
+from channelflow.store.db import DriverStatement
 from channelflow.store.models import AuditEvent
 
 REFERRAL_ENTITY = "referral"
@@ -66,7 +66,25 @@ _audit = AuditEvent.__table__  # type: ignore[attr-defined]
 _READ_HEAD = (
     select(_audit.c.seq, _audit.c.hash, _audit.c.recorded_at).order_by(_audit.c.seq.desc()).limit(1)
 )
-_INSERT = insert(_audit)
+# The head as three scalar subqueries, for callers that read it along with other rows.
+HEAD_COLUMNS = tuple(
+    select(column).order_by(_audit.c.seq.desc()).limit(1).scalar_subquery().label(f"head_{name}")
+    for name, column in (
+        ("seq", _audit.c.seq),
+        ("hash", _audit.c.hash),
+        ("recorded_at", _audit.c.recorded_at),
+    )
+)
+
+
+def head_of(row: Any) -> ChainHead:
+    """The head read through :data:`HEAD_COLUMNS`."""
+    if row.head_seq is None:
+        return ChainHead(0, GENESIS_HASH)
+    return ChainHead(row.head_seq, row.head_hash, row.head_recorded_at)
+
+
+_INSERT = DriverStatement(insert(_audit), column_keys=[column.name for column in _audit.c])
 
 
 def read_head(connection: Connection) -> ChainHead:
@@ -75,22 +93,27 @@ def read_head(connection: Connection) -> ChainHead:
 
 
 def append(
-    connection: Connection, drafts: list[EventDraft], *, key: AuditKey
+    connection: Connection,
+    drafts: list[EventDraft],
+    *,
+    key: AuditKey,
+    head: ChainHead | None = None,
 ) -> list[dict[str, Any]]:
     """Append ``drafts`` in order; they commit or vanish with the caller's transaction.
 
-    The chain lock is taken here, after the caller's other writes, and held to commit, so
-    concurrent writers append one after another and the chain never forks. The recording
-    time is read under the lock and never runs backwards along the chain (even between
-    machines whose clocks disagree), so the trail's order is its recording order.
+    ``connection`` is a writer's (`store.db.write_connection`), which holds the writers' lock
+    to commit, so appends happen one after another and the chain never forks. ``head`` is
+    the chain's head if the caller already read it in this transaction. The recording time
+    never runs backwards along the chain (even between machines whose clocks disagree), so
+    the trail's order is its recording order.
     """
-    lock_chain(connection)
-    head = read_head(connection)
+    if head is None:
+        head = read_head(connection)
     recorded_at = max(format_time(clock.now()), head.recorded_at)
     rows = []
     for draft in drafts:
         row = link(draft, head=head, recorded_at=recorded_at, key=key)
         rows.append(row)
         head = ChainHead(row["seq"], row["hash"], recorded_at)
-    connection.execute(_INSERT, rows)
+    _INSERT.executemany(connection, rows)
     return rows

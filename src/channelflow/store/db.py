@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from channelflow.exceptions import DatabaseUnavailable, InvalidInput
 
 DEFAULT_DATABASE = "channelflow.db"
 _WRITE = "channelflow_write"
-# Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
-_CHAIN_LOCK_KEY = 0x63666C6F77
+# Arbitrary constant naming the writers' PostgreSQL advisory lock.
+_WRITERS_LOCK_KEY = 0x63666C6F77
+_LOCK_WRITERS = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def database_url(value: str | None) -> str:
@@ -66,7 +67,9 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         # A writer takes SQLite's write lock up front, so its reads and its write are one
         # serial step and two writers can never interleave between them.
         immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -77,10 +80,19 @@ def is_sqlite(engine: Engine) -> bool:
 
 @contextmanager
 def write_connection(engine: Engine) -> Iterator[Connection]:
-    """One write transaction that commits on success and rolls back on any error."""
+    """One write transaction that commits on success and rolls back on any error.
+
+    Writers run one at a time on both backends: SQLite's BEGIN IMMEDIATE takes the database's
+    write lock, and on PostgreSQL every writer first takes one transaction-scoped advisory
+    lock. Every write appends to the audit chain, which is a single line anyway, so this
+    costs no real concurrency; in return a writer reads the chain's head and the rows it
+    changes without a race, and writers never deadlock, because all take the same lock first.
+    """
     with _connect(engine) as connection:
         connection.execution_options(**{_WRITE: True})
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(_LOCK_WRITERS, {"key": _WRITERS_LOCK_KEY})
             yield connection
 
 
@@ -114,19 +126,6 @@ def _connect(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
-_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
-
-
-def lock_chain(connection: Connection) -> None:
-    """Serialise appends to the audit chain until this transaction ends.
-
-    SQLite writers already hold the database's write lock; PostgreSQL writers take a
-    transaction-scoped advisory lock, always as their last lock, so no cycle can form.
-    """
-    if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
-
-
 def reserve_ids(connection: Connection, table: str, count: int) -> list[int]:
     """``count`` fresh primary keys for ``table``, for bulk inserts that need them up front.
 
@@ -145,3 +144,63 @@ def reserve_ids(connection: Connection, table: str, count: int) -> list[int]:
         )
     start = connection.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()
     return list(range(start + 1, start + 1 + count))
+
+
+class DriverStatement:
+    """A Core statement compiled once per backend and run straight on the driver's cursor.
+
+    Only for the statements every change runs: SQLAlchemy's per-execution machinery costs
+    more than SQLite's own work on them (see BENCHMARKS.md). Parameters still pass through
+    each column's bind processor, so dates and UTC datetimes are stored exactly as
+    SQLAlchemy stores them, and the statement runs in the connection's transaction.
+    """
+
+    def __init__(self, statement: Any, *, column_keys: list[str] | None = None) -> None:
+        self._statement = statement
+        self._column_keys = column_keys
+        self._compiled: dict[str, tuple[str, list[str] | None, dict[str, Any]]] = {}
+
+    def _compile(self, dialect: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
+            processors = {
+                name: processor
+                for name, bind in compiled.binds.items()
+                if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+                is not None
+            }
+            order = list(compiled.positiontup) if compiled.positional else None
+            found = (str(compiled), order, processors)
+            self._compiled[dialect.name] = found
+        return found
+
+    def _prepare(self, dialect: Any, params: Mapping[str, Any]) -> tuple[str, Any]:
+        sql, order, processors = self._compile(dialect)
+        values = {
+            name: processors[name](value) if name in processors else value
+            for name, value in params.items()
+        }
+        return sql, [values[name] for name in order] if order is not None else values
+
+    def execute(self, connection: Connection, params: Mapping[str, Any]) -> int:
+        """Run once; returns the number of rows changed."""
+        sql, values = self._prepare(connection.dialect, params)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, values)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def executemany(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        prepared = [self._prepare(connection.dialect, row) for row in rows]
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(prepared[0][0], [values for _, values in prepared])
+        finally:
+            cursor.close()

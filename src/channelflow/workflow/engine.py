@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, Row, select, text
 from sqlmodel import Session, col
 
 from channelflow import audit, categories, clock
-from channelflow.audit.chain import EventDraft
+from channelflow.audit.chain import EventDraft, head_of
 from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput, PermissionDenied
 from channelflow.states import REFERRAL_LIFECYCLE, Role
@@ -323,7 +323,7 @@ class Workflow:
                     session.flush()
                 request.data["new_referral"] = opened
                 drafts.append(draft)
-            rows = audit.append(connection, drafts, key=self.key)
+            rows = audit.append(connection, drafts, key=self.key, head=head_of(referral))
         return FireResult(
             reference,
             event,

@@ -12,8 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from channelflow.audit.chain import HEAD_COLUMNS
 from channelflow.exceptions import ConcurrentChange, ReferralNotFound, UserNotFound
 from channelflow.states.referral import CLOSED
+from channelflow.store.db import DriverStatement
 from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, PostExitReviewDue
 
@@ -44,6 +46,7 @@ _LOAD_FOR_CHANGE = (
         *_referral.c,
         _person.c.date_of_birth,
         _ACTOR_ROLE.scalar_subquery().label("actor_role"),
+        *HEAD_COLUMNS,
     )
     .select_from(_referral.outerjoin(_person, _referral.c.person_id == _person.c.id))
     .where(_referral.c.reference == bindparam("reference"))
@@ -55,7 +58,7 @@ _LOAD_REVIEWS = select(
     _reviews.c.recorded_on,
     _reviews.c.outcome,
 ).where(_reviews.c.referral_id == bindparam("referral_id"))
-_SAVE = (
+_SAVE = DriverStatement(
     update(_referral)
     .where(_referral.c.id == bindparam("row_id"), _referral.c.version == bindparam("expected"))
     .values(
@@ -74,7 +77,9 @@ _RECORD_REVIEW = (
 
 
 def load_for_change(connection: Connection, reference: str, actor: str) -> tuple[Any, str]:
-    """The referral row (with the subject's date of birth) and the actor's role, in one query."""
+    """The referral row (with the subject's date of birth and the audit chain's head) and the
+    actor's role, in one query; the caller holds the writers' lock, so the head stays the head.
+    """
     found = connection.execute(_LOAD_FOR_CHANGE, {"reference": reference, "actor": actor}).first()
     if found is None or found.actor_role is None:
         if connection.execute(_ACTOR_ROLE, {"actor": actor}).first() is None:
@@ -117,7 +122,7 @@ def save_case(
         new_last_event_at=max(occurred_at, referral.last_event_at),
         new_updated_at=recorded_at,
     )
-    if connection.execute(_SAVE, params).rowcount != 1:
+    if _SAVE.execute(connection, params) != 1:
         raise ConcurrentChange(
             f"{referral.reference} was changed by someone else since it was read; "
             "reload it and try again"
