@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -158,9 +159,12 @@ class DriverStatement:
     def __init__(self, statement: Any, *, column_keys: list[str] | None = None) -> None:
         self._statement = statement
         self._column_keys = column_keys
-        self._compiled: dict[str, tuple[str, list[str] | None, dict[str, Any]]] = {}
+        self._compiled: dict[str, tuple[str, list[str] | None, dict[str, Any], dict[str, Any]]] = {}
+        self._result_readers: dict[str, list[tuple[str, Any]]] = {}
 
-    def _compile(self, dialect: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
+    def _compile(
+        self, dialect: Any
+    ) -> tuple[str, list[str] | None, dict[str, Any], dict[str, Any]]:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self._statement.compile(dialect=dialect, column_keys=self._column_keys)
@@ -171,15 +175,21 @@ class DriverStatement:
                 is not None
             }
             order = list(compiled.positiontup) if compiled.positional else None
-            found = (str(compiled), order, processors)
+            # Values the statement carries itself, such as a LIMIT.
+            fixed = {
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if not bind.required
+            }
+            found = (str(compiled), order, processors, fixed)
             self._compiled[dialect.name] = found
         return found
 
     def _prepare(self, dialect: Any, params: Mapping[str, Any]) -> tuple[str, Any]:
-        sql, order, processors = self._compile(dialect)
+        sql, order, processors, fixed = self._compile(dialect)
         values = {
             name: processors[name](value) if name in processors else value
-            for name, value in params.items()
+            for name, value in (fixed | dict(params)).items()
         }
         return sql, [values[name] for name in order] if order is not None else values
 
@@ -194,6 +204,37 @@ class DriverStatement:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> SimpleNamespace | None:
+        """Run a SELECT and return its first row with attribute access, or ``None``."""
+        sql, values = self._prepare(connection.dialect, params)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, values)
+            found = cursor.fetchone()
+        finally:
+            cursor.close()
+        if found is None:
+            return None
+        readers = self._readers(connection.dialect)
+        return SimpleNamespace(
+            **{
+                name: read(value) if read is not None and value is not None else value
+                for (name, read), value in zip(readers, found, strict=True)
+            }
+        )
+
+    def _readers(self, dialect: Any) -> list[tuple[str, Any]]:
+        found = self._result_readers.get(dialect.name)
+        if found is None:
+            found = [
+                (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
+                for column in self._statement.selected_columns
+            ]
+            self._result_readers[dialect.name] = found
+        return found
 
     def executemany(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         prepared = [self._prepare(connection.dialect, row) for row in rows]

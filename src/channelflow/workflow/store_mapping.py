@@ -41,7 +41,7 @@ _users = User.__table__  # type: ignore[attr-defined]
 _reviews = PostExitReview.__table__  # type: ignore[attr-defined]
 
 _ACTOR_ROLE = select(_users.c.role).where(_users.c.name == bindparam("actor"))
-_LOAD_FOR_CHANGE = (
+_LOAD_FOR_CHANGE = DriverStatement(
     select(
         *_referral.c,
         _person.c.date_of_birth,
@@ -80,7 +80,7 @@ def load_for_change(connection: Connection, reference: str, actor: str) -> tuple
     """The referral row (with the subject's date of birth and the audit chain's head) and the
     actor's role, in one query; the caller holds the writers' lock, so the head stays the head.
     """
-    found = connection.execute(_LOAD_FOR_CHANGE, {"reference": reference, "actor": actor}).first()
+    found = _LOAD_FOR_CHANGE.first(connection, {"reference": reference, "actor": actor})
     if found is None or found.actor_role is None:
         if connection.execute(_ACTOR_ROLE, {"actor": actor}).first() is None:
             raise UserNotFound(f"no user is called {actor!r}")
