@@ -20,7 +20,7 @@ DEFAULT_DATABASE = "channelflow.db"
 _WRITE = "channelflow_write"
 # Arbitrary constant naming the writers' PostgreSQL advisory lock.
 _WRITERS_LOCK_KEY = 0x63666C6F77
-_LOCK_WRITERS = text("SELECT pg_advisory_xact_lock(:key)")
+_LOCK_WRITERS = "SELECT pg_advisory_xact_lock(%s)"
 
 
 def database_url(value: str | None) -> str:
@@ -43,14 +43,18 @@ def open_engine(url: str) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, parsed.database)
     if backend == "postgresql":
-        return create_engine(url, hide_parameters=True, pool_pre_ping=False)
+        return create_engine(url, hide_parameters=True, pool_reset_on_return=None)
     raise InvalidInput(f"unsupported database {backend!r}; use SQLite or PostgreSQL")
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:" and not Path(database).parent.exists():
         raise InvalidInput(f"the folder for database file {database} does not exist")
-    engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 60})
+    # Connections always end their own transactions (see write_connection), so the pool
+    # need not roll back again on every return.
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"timeout": 60}, pool_reset_on_return=None
+    )
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -93,7 +97,9 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(**{_WRITE: True})
         with connection.begin():
             if connection.dialect.name == "postgresql":
-                connection.execute(_LOCK_WRITERS, {"key": _WRITERS_LOCK_KEY})
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                driver.execute(_LOCK_WRITERS, (_WRITERS_LOCK_KEY,))
             yield connection
 
 
