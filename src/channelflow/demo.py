@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 from sqlmodel import col
 
-from channelflow import audit, clock
+from channelflow import clock
+from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft
+from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import InvalidInput
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
@@ -101,7 +103,7 @@ class _Simulated:
 
 
 class _Simulator:
-    def __init__(self, rng: random.Random, now: datetime, key: audit.AuditKey) -> None:
+    def __init__(self, rng: random.Random, now: datetime, key: AuditKey) -> None:
         self.rng, self.now, self.key = rng, now, key
         self.today = clock.local_date(now)
         self.roles = {name: role for name, role in DEMO_USERS}
@@ -169,7 +171,7 @@ class _Simulator:
         sim.case.fire(request)
         sim.drafts.append(
             EventDraft(
-                audit.REFERRAL_ENTITY,
+                chain.REFERRAL_ENTITY,
                 "",
                 event,
                 from_state,
@@ -473,7 +475,7 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
                 )
                 for d in sim.drafts
             ]
-        audit.append(connection, drafts, key=workflow.key)
+        chain.append(connection, drafts, key=workflow.key)
         return len(drafts)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, select, text
 from sqlmodel import Session, col
 
-from channelflow import audit, categories, clock
+from channelflow import categories, clock
+from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft, head_of
 from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput, PermissionDenied
@@ -114,7 +115,7 @@ class Workflow:
             clock.now(),
             data=data,
         )
-        audit.append(session.connection(), [draft], key=self.key)
+        chain.append(session.connection(), [draft], key=self.key)
 
     # Referrals -----------------------------------------------------------------------
 
@@ -141,7 +142,7 @@ class Workflow:
             actor = self.actor(session, by, action="referral.add", allowed=policy.REFERRAL_CREATORS)
             now = clock.now()
             reference, draft = self._insert_referral(session, details, actor=actor, now=now)
-            audit.append(session.connection(), [draft], key=self.key)
+            chain.append(session.connection(), [draft], key=self.key)
             return reference
 
     def _insert_referral(
@@ -216,7 +217,7 @@ class Workflow:
         if linked_from is not None:
             data["linked_from"] = linked_from
         return EventDraft(
-            audit.REFERRAL_ENTITY,
+            chain.REFERRAL_ENTITY,
             reference,
             lc.OPEN,
             None,
@@ -302,7 +303,7 @@ class Workflow:
             )
             drafts = [
                 EventDraft(
-                    audit.REFERRAL_ENTITY,
+                    chain.REFERRAL_ENTITY,
                     reference,
                     event,
                     from_state,
@@ -323,7 +324,7 @@ class Workflow:
                     session.flush()
                 request.data["new_referral"] = opened
                 drafts.append(draft)
-            rows = audit.append(connection, drafts, key=self.key, head=head_of(referral))
+            rows = chain.append(connection, drafts, key=self.key, head=head_of(referral))
         return FireResult(
             reference,
             event,
