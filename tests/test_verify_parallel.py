@@ -7,14 +7,17 @@ from sqlalchemy import text
 
 from channelflow.audit.verify import verify_chain
 from channelflow.exceptions import IntegrityFailure
+from tests import test_tamper
 from tests.test_tamper import (
     TAMPERS,
     Trail,
     drop_append_only_triggers,
     head_seq,
     tamper_with,
-    trail,  # noqa: F401  (the fixture)
 )
+
+# The tamper tests' fixture: a trail of user and referral events.
+trail = test_tamper.trail
 
 
 def _split_verification(trail: Trail) -> tuple[int | None, str]:

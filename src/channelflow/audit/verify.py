@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +68,7 @@ def verify_chain(
     return Verification(count=head.last_seq, head=head.last_hash or GENESIS_HASH)
 
 
-def _batches(connection: Connection, *, last: int | None) -> Iterator[list[Any]]:
+def _batches(connection: Connection, *, last: int | None) -> Generator[list[Any], None, None]:
     """The trail in order, in batches of plain tuples, holding one batch in memory.
 
     Uses the driver's cursor directly (a server-side cursor on PostgreSQL): SQLAlchemy's row
