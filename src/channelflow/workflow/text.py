@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 from channelflow.exceptions import InvalidInput
 
 MAX_TEXT = 2000
-_ALLOWED_CONTROLS = {"\n", "\t"}
+# C0 and C1 control characters except tab, newline and carriage return.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(value: str, *, what: str, max_length: int = MAX_TEXT) -> str:
@@ -21,10 +23,8 @@ def clean_text(value: str, *, what: str, max_length: int = MAX_TEXT) -> str:
         raise InvalidInput(f"{what} is empty")
     if len(value) > max_length:
         raise InvalidInput(f"{what} is longer than {max_length} characters")
-    for character in value:
-        category = unicodedata.category(character)
-        if category == "Cs":
-            raise InvalidInput(f"{what} is not valid text (it holds bytes that are not UTF-8)")
-        if category == "Cc" and character not in _ALLOWED_CONTROLS:
-            raise InvalidInput(f"{what} holds a control character")
+    if _SURROGATE.search(value):
+        raise InvalidInput(f"{what} is not valid text (it holds bytes that are not UTF-8)")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{what} holds a control character")
     return value
