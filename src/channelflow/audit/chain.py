@@ -11,7 +11,7 @@ from sqlalchemy import Connection, insert, select
 from channelflow import clock
 from channelflow.audit.canonical import GENESIS_HASH, canonical_json, event_hash, format_time
 from channelflow.audit.keys import AuditKey
-from channelflow.store.db import DriverStatement
+from channelflow.store.db import DriverConnection, DriverStatement
 from channelflow.store.models import AuditEvent
 
 REFERRAL_ENTITY = "referral"
@@ -63,7 +63,7 @@ def link(draft: EventDraft, *, head: ChainHead, recorded_at: str, key: AuditKey)
 
 
 _audit = AuditEvent.__table__  # type: ignore[attr-defined]
-_READ_HEAD = (
+_READ_HEAD = DriverStatement(
     select(_audit.c.seq, _audit.c.hash, _audit.c.recorded_at).order_by(_audit.c.seq.desc()).limit(1)
 )
 # The head as three scalar subqueries, for callers that read it along with other rows.
@@ -87,13 +87,15 @@ def head_of(row: Any) -> ChainHead:
 _INSERT = DriverStatement(insert(_audit), column_keys=[column.name for column in _audit.c])
 
 
-def read_head(connection: Connection) -> ChainHead:
-    found = connection.execute(_READ_HEAD).first()
-    return ChainHead(found[0], found[1], found[2]) if found else ChainHead(0, GENESIS_HASH)
+def read_head(connection: Connection | DriverConnection) -> ChainHead:
+    found = _READ_HEAD.first(connection, {})
+    if found is None:
+        return ChainHead(0, GENESIS_HASH)
+    return ChainHead(found.seq, found.hash, found.recorded_at)
 
 
 def append(
-    connection: Connection,
+    connection: Connection | DriverConnection,
     drafts: list[EventDraft],
     *,
     key: AuditKey,

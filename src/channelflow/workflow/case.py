@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
+from transitions import EventData, MachineError
+
 from channelflow import clock
 from channelflow.exceptions import GuardRefused, InvalidInput, TransitionNotAllowed, UserNotFound
 from channelflow.states import REFERRAL_LIFECYCLE, EventSpec, Role, ValueKind, referral_machine
 from channelflow.states import referral as lc
 from channelflow.workflow.dates import add_months, age_on, next_panel_after, parse_date
 from channelflow.workflow.text import clean_text
-from transitions import EventData, MachineError
 
 ADULT_AGE = 18
 # Panels and reviews are planned months ahead, not years: a later date is a typing mistake.

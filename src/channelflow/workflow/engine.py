@@ -19,12 +19,22 @@ from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput, PermissionDenied
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
-from channelflow.store.db import read_session, write_connection, write_session
+from channelflow.store.db import (
+    read_session,
+    write_connection,
+    write_session,
+)
 from channelflow.store.models import AccessLog, Person, Referral, User
 from channelflow.workflow import policy, users
 from channelflow.workflow.case import FireRequest
 from channelflow.workflow.dates import date_not_in_future, not_in_future
-from channelflow.workflow.store_mapping import case_of, load_for_change, save_case
+from channelflow.workflow.store_mapping import (
+    Writer,
+    case_of,
+    load_for_change,
+    role_of,
+    save_case,
+)
 from channelflow.workflow.text import MAX_TEXT, clean_text
 
 DEFAULT_PREFIX = "CF"
@@ -58,6 +68,14 @@ class FireResult:
     seq: int
     data: dict[str, Any]
     opened: str | None = None
+
+
+def _roles_of(connection: Writer, name: str | None) -> dict[str, Role]:
+    """The role of the user a value names (the case lead), for the guard to check."""
+    if name is None or not name.strip():
+        return {}
+    role = role_of(connection, name.strip())
+    return {name.strip(): role} if role is not None else {}
 
 
 def _optional_text(value: str | None, what: str, max_length: int = MAX_NAME) -> str | None:
@@ -292,9 +310,7 @@ class Workflow:
                 occurred_at=occurred_at,
                 reason=reason,
                 values=values,
-                user_roles=(
-                    users.roles_of(connection, [values["lead"].strip()]) if "lead" in values else {}
-                ),
+                user_roles=_roles_of(connection, values.get("lead")),
             )
             from_state = case.state
             case.fire(request)
@@ -317,6 +333,7 @@ class Workflow:
             ]
             opened = None
             if event == lc.RECORD_POST_EXIT_REVIEW and request.data["outcome"] == "re_refer":
+                assert isinstance(connection, Connection)
                 with Session(bind=connection, expire_on_commit=False) as session:
                     opened, draft = self._re_refer(
                         session, referral, users.get_user(session, by), occurred_at, now

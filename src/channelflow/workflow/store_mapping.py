@@ -14,10 +14,14 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from channelflow.audit.chain import HEAD_COLUMNS
 from channelflow.exceptions import ConcurrentChange, ReferralNotFound, UserNotFound
+from channelflow.states import Role
 from channelflow.states.referral import CLOSED
-from channelflow.store.db import DriverStatement
+from channelflow.store.db import DriverConnection, DriverStatement
 from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, PostExitReviewDue
+
+# What the statements run on: a SQLAlchemy connection or the driver's, in a write transaction.
+Writer = Connection | DriverConnection
 
 # Projection columns the lifecycle may change.
 CASE_FIELDS = (
@@ -41,6 +45,7 @@ _users = User.__table__  # type: ignore[attr-defined]
 _reviews = PostExitReview.__table__  # type: ignore[attr-defined]
 
 _ACTOR_ROLE = select(_users.c.role).where(_users.c.name == bindparam("actor"))
+_ROLE_OF = DriverStatement(_ACTOR_ROLE)
 _LOAD_FOR_CHANGE = DriverStatement(
     select(
         *_referral.c,
@@ -51,13 +56,15 @@ _LOAD_FOR_CHANGE = DriverStatement(
     .select_from(_referral.outerjoin(_person, _referral.c.person_id == _person.c.id))
     .where(_referral.c.reference == bindparam("reference"))
 )
-_LOAD_REVIEWS = select(
-    _reviews.c.id,
-    _reviews.c.months,
-    _reviews.c.due_on,
-    _reviews.c.recorded_on,
-    _reviews.c.outcome,
-).where(_reviews.c.referral_id == bindparam("referral_id"))
+_LOAD_REVIEWS = DriverStatement(
+    select(
+        _reviews.c.id,
+        _reviews.c.months,
+        _reviews.c.due_on,
+        _reviews.c.recorded_on,
+        _reviews.c.outcome,
+    ).where(_reviews.c.referral_id == bindparam("referral_id"))
+)
 _SAVE = DriverStatement(
     update(_referral)
     .where(_referral.c.id == bindparam("row_id"), _referral.c.version == bindparam("expected"))
@@ -68,30 +75,30 @@ _SAVE = DriverStatement(
         **{name: bindparam(f"new_{name}") for name in CASE_FIELDS},
     )
 )
-_ADD_REVIEW = insert(_reviews)
-_RECORD_REVIEW = (
+_ADD_REVIEW = DriverStatement(insert(_reviews), column_keys=["referral_id", "months", "due_on"])
+_RECORD_REVIEW = DriverStatement(
     update(_reviews)
     .where(_reviews.c.id == bindparam("review_id"))
     .values(recorded_on=bindparam("new_recorded_on"), outcome=bindparam("new_outcome"))
 )
 
 
-def load_for_change(connection: Connection, reference: str, actor: str) -> tuple[Any, str]:
+def load_for_change(connection: Writer, reference: str, actor: str) -> tuple[Any, str]:
     """The referral row (with the subject's date of birth and the audit chain's head) and the
     actor's role, in one query; the caller holds the writers' lock, so the head stays the head.
     """
     found = _LOAD_FOR_CHANGE.first(connection, {"reference": reference, "actor": actor})
     if found is None or found.actor_role is None:
-        if connection.execute(_ACTOR_ROLE, {"actor": actor}).first() is None:
+        if role_of(connection, actor) is None:
             raise UserNotFound(f"no user is called {actor!r}")
         raise ReferralNotFound(f"no referral has reference {reference!r}")
     return found, str(found.actor_role)
 
 
-def case_of(connection: Connection, referral: Any, *, date_of_birth: date | None) -> Case:
+def case_of(connection: Writer, referral: Any, *, date_of_birth: date | None) -> Case:
     """The lifecycle's view of a referral; post-exit reviews matter only once it is closed."""
     reviews = (
-        connection.execute(_LOAD_REVIEWS, {"referral_id": referral.id}).all()
+        _LOAD_REVIEWS.all(connection, {"referral_id": referral.id})
         if referral.state == CLOSED
         else []
     )
@@ -105,8 +112,13 @@ def case_of(connection: Connection, referral: Any, *, date_of_birth: date | None
     )
 
 
+def role_of(connection: Writer, name: str) -> Role | None:
+    found = _ROLE_OF.first(connection, {"actor": name})
+    return Role(found.role) if found is not None else None
+
+
 def save_case(
-    connection: Connection,
+    connection: Writer,
     referral: Any,
     case: Case,
     *,
@@ -132,20 +144,18 @@ def save_case(
     return int(referral.version) + 1
 
 
-def _save_post_exit_reviews(connection: Connection, referral: Any, case: Case) -> None:
-    known = {
-        row.months: row for row in connection.execute(_LOAD_REVIEWS, {"referral_id": referral.id})
-    }
+def _save_post_exit_reviews(connection: Writer, referral: Any, case: Case) -> None:
+    known = {row.months: row for row in _LOAD_REVIEWS.all(connection, {"referral_id": referral.id})}
     for due in case.post_exit_reviews:
         row = known.get(due.months)
         if row is None:
-            connection.execute(
-                _ADD_REVIEW,
+            _ADD_REVIEW.execute(
+                connection,
                 {"referral_id": referral.id, "months": due.months, "due_on": due.due_on},
             )
         elif (row.recorded_on, row.outcome) != (due.recorded_on, due.outcome):
-            connection.execute(
-                _RECORD_REVIEW,
+            _RECORD_REVIEW.execute(
+                connection,
                 {
                     "review_id": row.id,
                     "new_recorded_on": due.recorded_on,
