@@ -128,18 +128,44 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
         ) from None
     driver = pooled.driver_connection
     assert driver is not None
+    transaction = (
+        _postgres_transaction if engine.dialect.name == "postgresql" else _sqlite_transaction
+    )
     try:
-        if engine.dialect.name == "postgresql":
-            driver.execute(_LOCK_WRITERS, (_WRITERS_LOCK_KEY,))
-        else:
-            driver.execute("BEGIN IMMEDIATE")
-        yield DriverConnection(engine.dialect, driver)
-        driver.commit()
+        with transaction(driver):
+            yield DriverConnection(engine.dialect, driver)
+    finally:
+        pooled.close()
+
+
+@contextmanager
+def _sqlite_transaction(driver: Any) -> Iterator[None]:
+    driver.execute("BEGIN IMMEDIATE")
+    try:
+        yield
     except BaseException:
         driver.rollback()
         raise
+    driver.commit()
+
+
+@contextmanager
+def _postgres_transaction(driver: Any) -> Iterator[None]:
+    """BEGIN and the writers' lock in one round trip (psycopg would send BEGIN on its own)."""
+    driver.autocommit = True
+    try:
+        # Without parameters psycopg uses the simple protocol, which allows two statements.
+        driver.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})")
+        try:
+            yield
+        except BaseException:
+            if not driver.closed:
+                driver.execute("ROLLBACK")
+            raise
+        driver.execute("COMMIT")
     finally:
-        pooled.close()
+        if not driver.closed:
+            driver.autocommit = False
 
 
 def _driver_of(connection: Connection | DriverConnection) -> tuple[Dialect, Any]:
