@@ -479,6 +479,10 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
         return len(drafts)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _summary(workflow: Workflow, referrals: int, events: int) -> DemoSummary:
     with write_session(workflow.engine) as session:
         counts: Counter[str] = Counter(
@@ -508,18 +512,23 @@ def _summary(workflow: Workflow, referrals: int, events: int) -> DemoSummary:
             .where(col(PostExitReview.recorded_on).is_(None), col(PostExitReview.due_on) <= soon)
         ).scalar_one()
     actions = [
-        f"{counts[lc.RECEIVED]} referrals await the police gateway assessment (screen)",
-        f"{counts[lc.SCREENED]} screened referrals await a decision (refer_to_panel or close)",
+        f"{_count(counts[lc.RECEIVED], 'referral')} awaiting the police gateway assessment "
+        "(screen)",
+        f"{_count(counts[lc.SCREENED], 'screened referral')} awaiting a decision "
+        "(refer_to_panel or close)",
     ]
     if next_panel:
         actions.append(
-            f"{next_panel[1]} cases are on the agenda of the panel on {next_panel[0].isoformat()}"
+            f"{_count(next_panel[1], 'case')} on the agenda of the panel on "
+            f"{next_panel[0].isoformat()}"
         )
     actions += [
-        f"{counts[lc.ACCEPTED]} adopted cases await the start of their support plan",
-        f"{counts[lc.DECLINED]} declined referrals await closing with their onward route",
-        f"{reviews_due} support-plan reviews and {post_exit_due} post-exit reviews fall due "
-        f"by {soon.isoformat()}",
+        f"{_count(counts[lc.ACCEPTED], 'adopted case')} awaiting the start of support "
+        "(start_intervention)",
+        f"{_count(counts[lc.DECLINED], 'declined referral')} awaiting closing with the onward "
+        "route (close)",
+        f"{_count(reviews_due, 'support-plan review')} and "
+        f"{_count(post_exit_due, 'post-exit review')} due by {soon.isoformat()}",
         "try: channelflow referral list --by cora.coordinator",
     ]
     by_state = {state: counts.get(state, 0) for state in REFERRAL_LIFECYCLE.states}
