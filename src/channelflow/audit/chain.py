@@ -117,5 +117,6 @@ def append(
         row = link(draft, head=head, recorded_at=recorded_at, key=key)
         rows.append(row)
         head = ChainHead(row["seq"], row["hash"], recorded_at)
-    _INSERT.executemany(connection, rows)
+    # Nothing reads the new rows back, so on PostgreSQL they may travel with the COMMIT.
+    _INSERT.executemany(connection, rows, with_commit=True)
     return rows

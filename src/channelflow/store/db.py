@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -104,12 +104,14 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
-@dataclass(frozen=True)
+@dataclass
 class DriverConnection:
     """A write transaction held on the driver's own connection (see `driver_transaction`)."""
 
     dialect: Dialect
     driver: Any
+    # Last writes whose results nobody reads, sent with the COMMIT (PostgreSQL only).
+    with_commit: list[tuple[str, list[Any]]] = field(default_factory=list)
 
 
 @contextmanager
@@ -131,15 +133,17 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
     transaction = (
         _postgres_transaction if engine.dialect.name == "postgresql" else _sqlite_transaction
     )
+    connection = DriverConnection(engine.dialect, driver)
     try:
-        with transaction(driver):
-            yield DriverConnection(engine.dialect, driver)
+        with transaction(connection):
+            yield connection
     finally:
         pooled.close()
 
 
 @contextmanager
-def _sqlite_transaction(driver: Any) -> Iterator[None]:
+def _sqlite_transaction(connection: DriverConnection) -> Iterator[None]:
+    driver = connection.driver
     driver.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -150,19 +154,26 @@ def _sqlite_transaction(driver: Any) -> Iterator[None]:
 
 
 @contextmanager
-def _postgres_transaction(driver: Any) -> Iterator[None]:
-    """BEGIN and the writers' lock in one round trip (psycopg would send BEGIN on its own)."""
+def _postgres_transaction(connection: DriverConnection) -> Iterator[None]:
+    """BEGIN with the writers' lock, and the last writes with COMMIT: a round trip each.
+
+    psycopg would send BEGIN on its own, and wait for each statement's answer.
+    """
+    driver = connection.driver
     driver.autocommit = True
     try:
         # Without parameters psycopg uses the simple protocol, which allows two statements.
         driver.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})")
         try:
             yield
+            with driver.pipeline(), driver.cursor() as cursor:
+                for sql, rows in connection.with_commit:
+                    cursor.executemany(sql, rows)
+                driver.execute("COMMIT")
         except BaseException:
             if not driver.closed:
                 driver.execute("ROLLBACK")
             raise
-        driver.execute("COMMIT")
     finally:
         if not driver.closed:
             driver.autocommit = False
@@ -326,10 +337,22 @@ class DriverStatement:
         return found
 
     def executemany(
-        self, connection: Connection | DriverConnection, rows: Sequence[Mapping[str, Any]]
+        self,
+        connection: Connection | DriverConnection,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        with_commit: bool = False,
     ) -> None:
+        """Run for each row; ``with_commit`` may hold the rows back to go with the COMMIT."""
         dialect, driver = _driver_of(connection)
         prepared = [self._prepare(dialect, row) for row in rows]
+        if (
+            with_commit
+            and isinstance(connection, DriverConnection)
+            and dialect.name == "postgresql"
+        ):
+            connection.with_commit.append((prepared[0][0], [values for _, values in prepared]))
+            return
         cursor = driver.cursor()
         try:
             cursor.executemany(prepared[0][0], [values for _, values in prepared])
