@@ -63,17 +63,15 @@ def link(draft: EventDraft, *, head: ChainHead, recorded_at: str, key: AuditKey)
 
 
 _audit = AuditEvent.__table__  # type: ignore[attr-defined]
-_READ_HEAD = DriverStatement(
-    select(_audit.c.seq, _audit.c.hash, _audit.c.recorded_at).order_by(_audit.c.seq.desc()).limit(1)
-)
-# The head as three scalar subqueries, for callers that read it along with other rows.
-HEAD_COLUMNS = tuple(
-    select(column).order_by(_audit.c.seq.desc()).limit(1).scalar_subquery().label(f"head_{name}")
-    for name, column in (
-        ("seq", _audit.c.seq),
-        ("hash", _audit.c.hash),
-        ("recorded_at", _audit.c.recorded_at),
-    )
+_HEAD = select(_audit.c.seq, _audit.c.hash, _audit.c.recorded_at).order_by(_audit.c.seq.desc())
+_READ_HEAD = DriverStatement(_HEAD.limit(1))
+# The head as a one-row subquery, for callers that read it along with other rows (join it with
+# ``outerjoin(HEAD, true())``, select ``HEAD_COLUMNS``, read it back with `head_of`).
+HEAD = _HEAD.limit(1).subquery("chain_head")
+HEAD_COLUMNS = (
+    HEAD.c.seq.label("head_seq"),
+    HEAD.c.hash.label("head_hash"),
+    HEAD.c.recorded_at.label("head_recorded_at"),
 )
 
 

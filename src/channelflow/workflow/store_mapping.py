@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, true, update
 
-from channelflow.audit.chain import HEAD_COLUMNS
+from channelflow.audit.chain import HEAD, HEAD_COLUMNS
 from channelflow.exceptions import ConcurrentChange, ReferralNotFound, UserNotFound
 from channelflow.states import Role
 from channelflow.states.referral import CLOSED
@@ -39,6 +39,17 @@ CASE_FIELDS = (
     "closed_on",
 )
 
+# What a change needs besides the lifecycle's fields (a re-referral copies the last three).
+_IDENTITY_FIELDS = (
+    "id",
+    "reference",
+    "version",
+    "last_event_at",
+    "person_id",
+    "sector",
+    "concern",
+    "referrer_org",
+)
 _referral = Referral.__table__  # type: ignore[attr-defined]
 _person = Person.__table__  # type: ignore[attr-defined]
 _users = User.__table__  # type: ignore[attr-defined]
@@ -48,12 +59,14 @@ _ACTOR_ROLE = select(_users.c.role).where(_users.c.name == bindparam("actor"))
 _ROLE_OF = DriverStatement(_ACTOR_ROLE)
 _LOAD_FOR_CHANGE = DriverStatement(
     select(
-        *_referral.c,
+        *(_referral.c[name] for name in (*_IDENTITY_FIELDS, *CASE_FIELDS)),
         _person.c.date_of_birth,
         _ACTOR_ROLE.scalar_subquery().label("actor_role"),
         *HEAD_COLUMNS,
     )
-    .select_from(_referral.outerjoin(_person, _referral.c.person_id == _person.c.id))
+    .select_from(
+        _referral.outerjoin(_person, _referral.c.person_id == _person.c.id).outerjoin(HEAD, true())
+    )
     .where(_referral.c.reference == bindparam("reference"))
 )
 _LOAD_REVIEWS = DriverStatement(
