@@ -90,7 +90,11 @@ def list_referrals(
         print_json(rows)
         return
     columns = ["reference", "state", "received_on", "sector", "panel_on", "lead", "next_review_on"]
-    print_table(f"{len(rows)} referrals", columns, [[r[c] for c in columns] for r in rows])
+    print_table(
+        f"{len(rows)} referral" + ("" if len(rows) == 1 else "s"),
+        columns,
+        [[r[c] for c in columns] for r in rows],
+    )
 
 
 @referral.command("show")
