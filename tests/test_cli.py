@@ -353,3 +353,64 @@ def test_the_dot_diagram_renders_with_graphviz(tmp_path: Path) -> None:
     )
     assert rendered.returncode == 0, rendered.stderr
     assert "<svg" in rendered.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--at", "0001-01-01T00:00+14:00"), "before 1900"),
+        (("--at", "1899-12-31"), "before 1900"),
+    ],
+)
+def test_event_times_out_of_range_are_bad_input(
+    cli: Cli, referral: str, args: tuple[str, ...], message: str
+) -> None:
+    outcome = cli(
+        "referral", "fire", referral, "screen", "--by", "pat", "--set", "outcome=proceed", *args
+    )
+    assert outcome.code == 2
+    assert message in outcome.err
+
+
+def test_out_of_range_dates_and_limits_are_bad_input(cli: Cli) -> None:
+    ancient = cli(
+        *ADD[:2], "--received", "0001-01-01", *ADD[4:-2], "--dob", "0001-01-01", "--by", "cora"
+    )
+    assert ancient.code == 2
+    assert "before 1900" in ancient.err
+    huge = cli("referral", "list", "--by", "cora", "--limit", "99999999999999999999")
+    assert huge.code == 2
+    assert "--limit" in huge.err
+
+
+def test_bad_set_and_unknown_lead_do_not_repeat_what_was_typed(cli: Cli, referral: str) -> None:
+    typed = cli("referral", "fire", referral, "screen", "--by", "pat", "--set", SUBJECT)
+    assert typed.code == 2
+    assert SUBJECT not in typed.err
+    for event, actor, values in (
+        ("screen", "pat", ["outcome=proceed"]),
+        ("refer_to_panel", "cora", []),
+    ):
+        extra = [item for value in values for item in ("--set", value)]
+        assert cli("referral", "fire", referral, event, "--by", actor, *extra).code == 0
+    lead = cli(
+        "referral",
+        "fire",
+        referral,
+        "accept",
+        "--by",
+        "chris",
+        "--set",
+        "consent=parental",
+        "--set",
+        f"lead={SUBJECT}",
+    )
+    assert lead.code == 3
+    assert SUBJECT not in lead.err
+
+
+def test_a_role_that_may_not_fire_cannot_probe_which_references_exist(cli: Cli) -> None:
+    missing = cli(
+        "referral", "fire", "CF-2026-9999", "screen", "--by", "mel", "--set", "outcome=proceed"
+    )
+    assert missing.code == 4

@@ -98,7 +98,9 @@ def _start_helper(engine: Engine, key: AuditKey, *, first: int, last: int) -> su
     else:
         database = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     helper = subprocess.Popen(
-        [sys.executable, "-m", "channelflow.audit.walk"],
+        # -I: isolated, so nothing in the working directory (or PYTHON* variables) can stand
+        # in for the helper, which is handed the key.
+        [sys.executable, "-I", "-m", "channelflow.audit.walk"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -126,23 +128,28 @@ def _stop_helper(helper: subprocess.Popen[str]) -> None:
     helper.wait()
 
 
-def _finish_helper(helper: subprocess.Popen[str]) -> dict[str, Any]:
+def _finish_helper(helper: subprocess.Popen[str]) -> dict[str, Any] | None:
+    """The helper's answer, or None if it died without giving one."""
     assert helper.stdout is not None
     answer = helper.stdout.readline()
     helper.wait()
     if helper.returncode != 0 or not answer:
-        raise IntegrityFailure("the verification helper process failed; run verify again")
+        return None
     result: dict[str, Any] = json.loads(answer)
     return result
 
 
-def _stitch(first_half: Run, second_half: dict[str, Any], *, split: int) -> Run:
+def _stitch(first_half: Run, second_half: dict[str, Any] | None, *, split: int) -> Run:
     """Join the halves, reporting failures in sequence order: the end of the first half,
     then the join, then whatever the helper found further on."""
     if first_half.last_seq != split - 1:
         missing = first_half.last_seq + 1
         raise IntegrityFailure(f"audit event {missing} is missing", sequence=missing)
-    if second_half["first_prev_hash"] not in (None, first_half.last_hash):
+    if second_half is None:
+        raise IntegrityFailure(
+            f"the helper checking audit events {split} onwards failed; run verify again"
+        )
+    if second_half["first_prev_hash"] != first_half.last_hash:
         raise IntegrityFailure(
             f"audit event {split} does not follow event {split - 1}", sequence=split
         )

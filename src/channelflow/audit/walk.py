@@ -63,10 +63,15 @@ def walk(
                 raise IntegrityFailure(
                     f"audit event {seq} does not follow event {seq - 1}", sequence=seq
                 )
-            digest = row_hash(*row[:13])
+            try:
+                digest = row_hash(*row[:13])
+            except (TypeError, ValueError, UnicodeEncodeError):
+                raise IntegrityFailure(f"audit event {seq} is malformed", sequence=seq) from None
             if digest != stored_hash:
                 raise IntegrityFailure(f"audit event {seq} was altered", sequence=seq)
-            if not hmac.compare_digest(mac(digest), stored_mac):
+            if not isinstance(stored_mac, str) or not hmac.compare_digest(
+                mac(digest).encode(), stored_mac.encode("utf-8", "surrogateescape")
+            ):
                 raise IntegrityFailure(
                     f"audit event {seq} is not signed by this database's audit key", sequence=seq
                 )
@@ -95,8 +100,10 @@ def _helper_main() -> None:
     key = AuditKey(bytes.fromhex(job["key"]))
     if job["backend"] == "sqlite":
         import sqlite3
+        from pathlib import Path
 
-        connection: Any = sqlite3.connect(f"file:{job['database']}?mode=ro", uri=True)
+        uri = Path(job["database"]).resolve().as_uri() + "?mode=ro"
+        connection: Any = sqlite3.connect(uri, uri=True)
         cursor = connection.cursor()
     else:
         import psycopg

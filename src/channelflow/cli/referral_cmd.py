@@ -170,7 +170,7 @@ def _parse_set(pairs: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise InvalidInput(f"--set takes KEY=VALUE, not {key or pair!r}")
+            raise InvalidInput("each --set takes KEY=VALUE")
         if key in values:
             raise InvalidInput(f"--set {key} is given twice")
         values[key] = value

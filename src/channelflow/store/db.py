@@ -22,6 +22,7 @@ _WRITE = "channelflow_write"
 # Arbitrary constant naming the writers' PostgreSQL advisory lock.
 _WRITERS_LOCK_KEY = 0x63666C6F77
 _LOCK_WRITERS = "SELECT pg_advisory_xact_lock(%s)"
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 def database_url(value: str | None) -> str:
@@ -144,38 +145,41 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
 @contextmanager
 def _sqlite_transaction(connection: DriverConnection) -> Iterator[None]:
     driver = connection.driver
-    driver.execute("BEGIN IMMEDIATE")
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        raise DatabaseUnavailable(
+            "the database is busy (another process has held it for a minute); try again"
+        ) from None
     try:
         yield
-    except BaseException:
-        driver.rollback()
-        raise
-    driver.commit()
+        driver.commit()
+    finally:
+        if driver.in_transaction:
+            driver.rollback()
 
 
 @contextmanager
 def _postgres_transaction(connection: DriverConnection) -> Iterator[None]:
     """BEGIN with the writers' lock, and the last writes with COMMIT: a round trip each.
 
-    psycopg would send BEGIN on its own, and wait for each statement's answer.
+    psycopg would send BEGIN on its own, and wait for each statement's answer. Whatever
+    fails, the connection goes back to the pool idle, out of any transaction.
     """
     driver = connection.driver
     driver.autocommit = True
     try:
         # Without parameters psycopg uses the simple protocol, which allows two statements.
         driver.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})")
-        try:
-            yield
-            with driver.pipeline(), driver.cursor() as cursor:
-                for sql, rows in connection.with_commit:
-                    cursor.executemany(sql, rows)
-                driver.execute("COMMIT")
-        except BaseException:
-            if not driver.closed:
-                driver.execute("ROLLBACK")
-            raise
+        yield
+        with driver.pipeline(), driver.cursor() as cursor:
+            for sql, rows in connection.with_commit:
+                cursor.executemany(sql, rows)
+            driver.execute("COMMIT")
     finally:
         if not driver.closed:
+            if driver.info.transaction_status != _PG_IDLE:
+                driver.execute("ROLLBACK")
             driver.autocommit = False
 
 

@@ -137,7 +137,7 @@ def _parse_values(spec: EventSpec, request: FireRequest) -> dict[str, Any]:
         if key.kind is ValueKind.USER:
             role = request.user_roles.get(raw)
             if role is None:
-                raise UserNotFound(f"no user is called {raw!r}")
+                raise UserNotFound(f"--set {key.name} does not name a user")
             if role is not Role.LEAD:
                 raise GuardRefused(f"the case lead must be a user with role lead, not {role}")
         parsed[key.name] = raw

@@ -11,11 +11,17 @@ from channelflow.exceptions import InvalidInput
 THURSDAY = 3
 
 
+EARLIEST_YEAR = 1900
+
+
 def parse_date(text: str, *, what: str) -> date:
     try:
-        return date.fromisoformat(text.strip())
+        parsed = date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(f"{what} must be a date written YYYY-MM-DD") from None
+    if parsed.year < EARLIEST_YEAR:
+        raise InvalidInput(f"{what} is before {EARLIEST_YEAR}")
+    return parsed
 
 
 def parse_datetime(text: str, *, what: str) -> datetime:
@@ -23,12 +29,15 @@ def parse_datetime(text: str, *, what: str) -> datetime:
     text = text.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), clock.LOCAL_ZONE)
-        parsed = datetime.fromisoformat(text)
+            parsed = datetime.combine(date.fromisoformat(text), time(), clock.LOCAL_ZONE)
+        else:
+            parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(
             f"{what} must be a date (YYYY-MM-DD) or date and time (YYYY-MM-DDTHH:MM)"
         ) from None
+    if parsed.year < EARLIEST_YEAR:
+        raise InvalidInput(f"{what} is before {EARLIEST_YEAR}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=clock.LOCAL_ZONE)
 
 

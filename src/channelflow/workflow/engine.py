@@ -20,6 +20,7 @@ from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput,
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
 from channelflow.store.db import (
+    driver_transaction,
     read_session,
     write_connection,
     write_session,
@@ -284,12 +285,13 @@ class Workflow:
         if not by:
             raise InvalidInput("say who you are with --by USER (or set CHANNELFLOW_USER)")
         action = f"referral.fire:{event}"
-        with (
-            self.denials_logged(by, action, reference),
-            write_connection(self.engine) as connection,
-        ):
-            referral, role_name = load_for_change(connection, reference, by)
-            role = Role(role_name)
+        # Only a re-referral needs the ORM (it opens a new referral); every other change runs
+        # on the driver's connection, which is most of what makes a change fast.
+        transaction = (
+            write_connection if event == lc.RECORD_POST_EXIT_REVIEW else driver_transaction
+        )
+        with self.denials_logged(by, action, reference), transaction(self.engine) as connection:
+            referral, role = load_for_change(connection, reference, by, allowed=spec.roles)
             if role not in spec.roles:
                 raise PermissionDenied(
                     f"{by} ({role}) may not {event}; only {' or '.join(sorted(spec.roles))} may"

@@ -13,7 +13,12 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, true, update
 
 from channelflow.audit.chain import HEAD, HEAD_COLUMNS
-from channelflow.exceptions import ConcurrentChange, ReferralNotFound, UserNotFound
+from channelflow.exceptions import (
+    ConcurrentChange,
+    PermissionDenied,
+    ReferralNotFound,
+    UserNotFound,
+)
 from channelflow.states import Role
 from channelflow.states.referral import CLOSED
 from channelflow.store.db import DriverConnection, DriverStatement
@@ -96,16 +101,25 @@ _RECORD_REVIEW = DriverStatement(
 )
 
 
-def load_for_change(connection: Writer, reference: str, actor: str) -> tuple[Any, str]:
+def load_for_change(
+    connection: Writer, reference: str, actor: str, *, allowed: frozenset[Role]
+) -> tuple[Any, Role]:
     """The referral row (with the subject's date of birth and the audit chain's head) and the
     actor's role, in one query; the caller holds the writers' lock, so the head stays the head.
+
+    A role not in ``allowed`` is refused before it can learn whether the reference exists.
     """
     found = _LOAD_FOR_CHANGE.first(connection, {"reference": reference, "actor": actor})
-    if found is None or found.actor_role is None:
-        if role_of(connection, actor) is None:
-            raise UserNotFound(f"no user is called {actor!r}")
+    role = Role(found.actor_role) if found is not None and found.actor_role else None
+    if found is None:
+        role = role_of(connection, actor)
+    if role is None:
+        raise UserNotFound(f"no user is called {actor!r}")
+    if found is None:
+        if role not in allowed:
+            raise PermissionDenied(f"{actor} ({role}) may not do that")
         raise ReferralNotFound(f"no referral has reference {reference!r}")
-    return found, str(found.actor_role)
+    return found, role
 
 
 def case_of(connection: Writer, referral: Any, *, date_of_birth: date | None) -> Case:

@@ -21,6 +21,7 @@ from channelflow.workflow.dates import age_on
 from channelflow.workflow.engine import Workflow, log_access
 from channelflow.workflow.store_mapping import case_of
 
+MAX_LIMIT = 1_000_000_000
 SUMMARY_FIELDS = (
     "reference",
     "state",
@@ -165,8 +166,8 @@ def list_cases(
         raise InvalidInput(
             f"unknown state {state!r}; use one of: {', '.join(REFERRAL_LIFECYCLE.states)}"
         )
-    if limit is not None and limit < 1:
-        raise InvalidInput("--limit must be a positive number")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"--limit must be a number from 1 to {MAX_LIMIT:,}")
     with workflow.denials_logged(by, "referral.list"), write_session(workflow.engine) as session:
         actor, role = _reader(session, by, "referral.list")
         conditions: list[ColumnElement[bool]] = []
