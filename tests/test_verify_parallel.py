@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -62,3 +64,24 @@ def test_tampering_at_the_join_of_the_halves_is_named(trail: Trail, where: str, 
     sequence, message = _split_verification(trail)
     assert sequence == seq
     assert str(seq) in message
+
+
+def test_a_planted_helper_module_in_the_working_directory_is_never_run(
+    trail: Trail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "channelflow" / "audit"
+    fake.mkdir(parents=True)
+    for folder in (tmp_path / "channelflow", fake):
+        (folder / "__init__.py").write_text("")
+    stolen = tmp_path / "stolen.txt"
+    (fake / "walk.py").write_text(
+        "import json, sys\n"
+        f"open({str(stolen)!r}, 'w').write(sys.stdin.readline())\n"
+        "print(json.dumps({'ok': True, 'first_prev_hash': None, 'last_seq': 10**9,"
+        " 'last_hash': 'f' * 64}))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    first_bad = tamper_with(trail, "edit_reason")
+    sequence, _ = _split_verification(trail)
+    assert sequence == first_bad
+    assert not stolen.exists()
