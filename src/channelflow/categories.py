@@ -26,11 +26,6 @@ def values(category: Category, *, include_retired: bool = False) -> list[str]:
     ]
 
 
-def label(category: Category, value: str) -> str:
-    meta = _load()[category].get(value)
-    return str(meta["label"]) if meta else value
-
-
 def validate(category: Category, value: str) -> str:
     """Return the stable identifier for ``value`` or refuse it, listing the accepted values."""
     normalised = value.strip().lower().replace("-", "_").replace(" ", "_")

@@ -20,7 +20,6 @@ from sqlmodel import col
 from channelflow import clock
 from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft
-from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import InvalidInput
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
@@ -103,8 +102,8 @@ class _Simulated:
 
 
 class _Simulator:
-    def __init__(self, rng: random.Random, now: datetime, key: AuditKey) -> None:
-        self.rng, self.now, self.key = rng, now, key
+    def __init__(self, rng: random.Random, now: datetime) -> None:
+        self.rng, self.now = rng, now
         self.today = clock.local_date(now)
         self.roles = {name: role for name, role in DEMO_USERS}
 
@@ -357,7 +356,7 @@ def load(
     _ensure_users(workflow)
     now = clock.now()
     rng = random.Random(seed)
-    simulator = _Simulator(rng, now, workflow.key)
+    simulator = _Simulator(rng, now)
     span_days = int(365 * min(10, max(1, referrals / 10_000)))
     start = simulator.today - timedelta(days=span_days)
     forced = _forced_cases(simulator)

@@ -11,7 +11,6 @@ from channelflow.audit.keys import DEFAULT_KEY_FILE
 from channelflow.store.db import database_url
 from channelflow.workflow.engine import DEFAULT_PREFIX
 
-PREFIX = "CHANNELFLOW_"
 # Every variable channelflow reads, with what it means; shown in `channelflow --help`.
 VARIABLES = {
     "CHANNELFLOW_DATABASE_URL": "database URL or SQLite file (default ./channelflow.db)",

@@ -71,9 +71,10 @@ def verify_chain(
 def _batches(connection: Connection, *, last: int | None) -> Generator[list[Any], None, None]:
     """The trail in order, in batches of plain tuples, holding one batch in memory.
 
-    Uses the driver's cursor directly (a server-side cursor on PostgreSQL): SQLAlchemy's row
-    objects would cost a third of verification's time. ``connection`` has begun a
-    transaction, so the walk and the checks after it read one snapshot.
+    Uses the driver's cursor directly (a server-side cursor on PostgreSQL, which needs the
+    transaction begun first): SQLAlchemy's row objects would cost a third of verification's
+    time. Rows appended while the walk runs lie past ``last`` or past the end it saw, and the
+    trail is append-only, so the walk's view of the rows it checks cannot change under it.
     """
     connection.exec_driver_sql("SELECT 1")  # make sure the transaction has begun
     driver = connection.connection.driver_connection

@@ -81,10 +81,6 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     return engine
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 @contextmanager
 def write_connection(engine: Engine) -> Iterator[Connection]:
     """One write transaction that commits on success and rolls back on any error.

@@ -79,6 +79,11 @@ def _roles_of(connection: Writer, name: str | None) -> dict[str, Role]:
     return {name.strip(): role} if role is not None else {}
 
 
+def _start_of(day: date) -> datetime:
+    """When a referral received on ``day`` is taken to have arrived: that day's first moment."""
+    return datetime.combine(day, datetime.min.time(), clock.LOCAL_ZONE)
+
+
 def _optional_text(value: str | None, what: str, max_length: int = MAX_NAME) -> str | None:
     if value is None or not value.strip():
         return None
@@ -139,17 +144,14 @@ class Workflow:
     # Referrals -----------------------------------------------------------------------
 
     def open_referral(self, details: NewReferral, *, by: str | None) -> str:
-        details = replace(
-            details,
-            sector=categories.validate("sector", details.sector),
-            concern=categories.validate("concern", details.concern),
-        )
         received = date_not_in_future(details.received_on, what="the received date")
         date_not_in_future(details.date_of_birth, what="the date of birth")
         if details.date_of_birth > received:
             raise InvalidInput("the date of birth is after the received date")
         details = replace(
             details,
+            sector=categories.validate("sector", details.sector),
+            concern=categories.validate("concern", details.concern),
             subject_name=clean_text(
                 details.subject_name, what="the subject name", max_length=MAX_NAME
             ),
@@ -182,7 +184,6 @@ class Workflow:
         session.add(person)
         session.flush()
         reference = self.next_reference(session, details.received_on.year)
-        received_at = datetime.combine(details.received_on, datetime.min.time(), clock.LOCAL_ZONE)
         session.add(
             Referral(
                 reference=reference,
@@ -194,7 +195,7 @@ class Workflow:
                 referrer_org=details.referrer_org,
                 person_id=person.id,
                 linked_from_id=linked_from.id if linked_from else None,
-                last_event_at=received_at,
+                last_event_at=_start_of(details.received_on),
                 created_at=now,
                 updated_at=now,
             )
@@ -215,7 +216,6 @@ class Workflow:
         linked_from: str | None = None,
     ) -> EventDraft:
         """The audit event recording a new referral; personal details only as keyed hashes."""
-        received_at = datetime.combine(details.received_on, datetime.min.time(), clock.LOCAL_ZONE)
         data: dict[str, Any] = {
             "received_on": details.received_on.isoformat(),
             "sector": details.sector,
@@ -243,7 +243,7 @@ class Workflow:
             REFERRAL_LIFECYCLE.initial,
             actor,
             role.value,
-            received_at,
+            _start_of(details.received_on),
             data=data,
         )
 
@@ -412,9 +412,19 @@ class Workflow:
 
 
 def log_access(
-    session: Session, by: str | None, action: str, entity: str | None, *, allowed: bool
+    session: Session,
+    by: str | None,
+    action: str,
+    entity: str | None,
+    *,
+    allowed: bool,
+    role: str | None = None,
 ) -> None:
-    role = session.execute(select(col(User.role)).where(col(User.name) == by)).scalar_one_or_none()
+    """One access-log entry; ``role`` is looked up unless the caller already knows it."""
+    if role is None:
+        role = session.execute(
+            select(col(User.role)).where(col(User.name) == by)
+        ).scalar_one_or_none()
     session.add(
         AccessLog(
             at=clock.now(),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from channelflow import clock
@@ -47,14 +46,6 @@ def get_user(session: Session, name: str | None) -> User:
     if user is None:
         raise UserNotFound(f"no user is called {name!r}")
     return user
-
-
-def roles_of(session: Session | Connection, names: Iterable[str]) -> dict[str, Role]:
-    wanted = set(names)
-    if not wanted:
-        return {}
-    rows = session.execute(select(col(User.name), col(User.role)).where(col(User.name).in_(wanted)))
-    return {name: Role(role) for name, role in rows}
 
 
 def insert_user(session: Session, *, name: str, role: Role, email: str | None) -> User:

@@ -66,7 +66,7 @@ def _readable(
         role, actor.name, lead=referral.lead, reached_panel=referral.panel_on is not None
     ):
         raise PermissionDenied(f"{actor.name} ({actor.role}) may not read {reference}")
-    log_access(session, actor.name, action, reference, allowed=True)
+    log_access(session, actor.name, action, reference, allowed=True, role=actor.role)
     return actor, role, referral
 
 
@@ -181,7 +181,7 @@ def list_cases(
         query = select(*columns).where(*conditions).order_by(col(Referral.id))
         if limit is not None:
             query = query.limit(limit)
-        log_access(session, actor.name, "referral.list", None, allowed=True)
+        log_access(session, actor.name, "referral.list", None, allowed=True, role=actor.role)
         return [
             {name: _iso(value) for name, value in zip(SUMMARY_FIELDS, row, strict=True)}
             for row in session.execute(query)
