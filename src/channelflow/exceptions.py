@@ -34,6 +34,34 @@ class AuditKeyError(ConfigurationError):
     """The audit key file is missing or does not belong to this database."""
 
 
+class TemplateError(ConfigurationError):
+    """An email template is missing or broken; run `channelflow templates check`."""
+
+
+class MailConfigurationError(ConfigurationError):
+    """The mail settings are incomplete or invalid."""
+
+
+class DeliveryFailed(ChannelflowError):
+    """The email was not delivered."""
+
+
+class TransientDeliveryFailure(DeliveryFailed):
+    """The email was not delivered this time; a later attempt may succeed."""
+
+
+class DeliveryOutcomeUnknown(TransientDeliveryFailure):
+    """The provider may have received the email, but never confirmed it."""
+
+
+class TransportUnavailable(TransientDeliveryFailure):
+    """The mail transport cannot send anything now, so the rest of the pass waits too."""
+
+
+class PermanentDeliveryFailure(DeliveryFailed):
+    """The provider refused the email for good; retrying cannot help."""
+
+
 class DatabaseUnavailable(ChannelflowError):
     """The database cannot be reached."""
 

@@ -9,8 +9,16 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from channelflow.audit.keys import AuditKey, create_key, load_key
+from channelflow.config import Config, load_config
 from channelflow.exceptions import AuditKeyError
-from channelflow.settings import Settings
+from channelflow.notifications import Dispatcher, Notifier, Templates
+from channelflow.notifications.transports import (
+    FileTransport,
+    NotifyTransport,
+    SmtpTransport,
+    Transport,
+)
+from channelflow.settings import MailSettings, Settings
 from channelflow.store import schema
 from channelflow.store.db import open_engine, read_session, write_session
 from channelflow.store.models import AuditEvent, Meta
@@ -50,8 +58,45 @@ class Runtime:
     @cached_property
     def workflow(self) -> Workflow:
         return Workflow(
-            engine=self.engine, key=self.key, reference_prefix=self.settings.reference_prefix
+            engine=self.engine,
+            key=self.key,
+            reference_prefix=self.settings.reference_prefix,
+            notifier=self.notifier,
         )
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.settings.config_file)
+
+    @cached_property
+    def mail(self) -> MailSettings:
+        return self.settings.mail
+
+    @cached_property
+    def templates(self) -> Templates:
+        return Templates(override_dir=self.settings.templates_dir)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        return Notifier(templates=self.templates, sender=self.settings.mail_sender)
+
+    def transport(self) -> Transport:
+        mail = self.mail
+        if mail.transport == "smtp":
+            assert mail.smtp is not None
+            return SmtpTransport(mail.smtp)
+        if mail.transport == "notify":
+            assert mail.notify_api_key is not None
+            return NotifyTransport(
+                api_key=mail.notify_api_key,
+                template_ids=self.config.notify_templates,
+                base_url=mail.notify_base_url,
+                timeout=mail.timeout,
+            )
+        return FileTransport(directory=mail.mail_dir)
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(engine=self.engine, transport=self.transport(), sender=self.mail.sender)
 
     def initialise(self) -> tuple[bool, bool]:
         """Create or upgrade the schema and bind the audit key; returns what was created."""

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from channelflow.audit.keys import DEFAULT_KEY_FILE
+from channelflow.config import DEFAULT_CONFIG_FILE
+from channelflow.exceptions import MailConfigurationError
+from channelflow.notifications.notifier import DEFAULT_SENDER
+from channelflow.notifications.transports.file import DEFAULT_MAIL_DIR
+from channelflow.notifications.transports.notify import DEFAULT_BASE_URL
+from channelflow.notifications.transports.smtp import DEFAULT_PORTS, SmtpSettings, TLSMode
 from channelflow.store.db import database_url
 from channelflow.workflow.engine import DEFAULT_PREFIX
+
+TRANSPORTS = ("file", "smtp", "notify")
 
 # Every variable channelflow reads, with what it means; shown in `channelflow --help`.
 VARIABLES = {
@@ -17,8 +25,89 @@ VARIABLES = {
     "CHANNELFLOW_KEY_FILE": f"audit key file (default ./{DEFAULT_KEY_FILE})",
     "CHANNELFLOW_USER": "default for --by",
     "CHANNELFLOW_REFERENCE_PREFIX": f"prefix of new referral references (default {DEFAULT_PREFIX})",
+    "CHANNELFLOW_CONFIG": f"configuration file (default ./{DEFAULT_CONFIG_FILE}, if present)",
+    "CHANNELFLOW_TEMPLATES_DIR": "folder of email templates that override the built-in ones",
+    "CHANNELFLOW_MAIL_TRANSPORT": "how email is sent: file (default), smtp or notify",
+    "CHANNELFLOW_MAIL_DIR": f"folder the file transport writes to (default ./{DEFAULT_MAIL_DIR})",
+    "CHANNELFLOW_MAIL_FROM": f"sender address (default {DEFAULT_SENDER})",
+    "CHANNELFLOW_SMTP_HOST": "SMTP server (required for the smtp transport)",
+    "CHANNELFLOW_SMTP_PORT": "SMTP port (default 587; 465 with ssl, 25 with none)",
+    "CHANNELFLOW_SMTP_TLS": "starttls (default), ssl or none",
+    "CHANNELFLOW_SMTP_USER": "SMTP user name, if the server needs a login",
+    "CHANNELFLOW_SMTP_PASSWORD": "SMTP password",
+    "CHANNELFLOW_SMTP_TIMEOUT": "seconds to wait for the SMTP server (default 30)",
+    "CHANNELFLOW_NOTIFY_API_KEY": "GOV.UK Notify API key (required for the notify transport)",
+    "CHANNELFLOW_NOTIFY_BASE_URL": f"GOV.UK Notify API address (default {DEFAULT_BASE_URL})",
     "CHANNELFLOW_DEBUG": "set to 1 to see a traceback for an unexpected error",
 }
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    transport: str
+    sender: str
+    mail_dir: Path
+    smtp: SmtpSettings | None
+    notify_api_key: str | None
+    notify_base_url: str
+    timeout: float
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> MailSettings:
+        """Checked only when mail is used, so a mail typo never blocks other commands."""
+        transport = (env.get("CHANNELFLOW_MAIL_TRANSPORT") or "file").strip().lower()
+        if transport not in TRANSPORTS:
+            raise MailConfigurationError(
+                f"CHANNELFLOW_MAIL_TRANSPORT must be one of {', '.join(TRANSPORTS)}"
+            )
+        timeout = _number(env, "CHANNELFLOW_SMTP_TIMEOUT", 30.0)
+        smtp = None
+        if transport == "smtp":
+            host = (env.get("CHANNELFLOW_SMTP_HOST") or "").strip()
+            if not host:
+                raise MailConfigurationError("the smtp transport needs CHANNELFLOW_SMTP_HOST")
+            tls_name = (env.get("CHANNELFLOW_SMTP_TLS") or TLSMode.STARTTLS.value).strip().lower()
+            try:
+                tls = TLSMode(tls_name)
+            except ValueError:
+                raise MailConfigurationError(
+                    "CHANNELFLOW_SMTP_TLS must be one of none, starttls or ssl"
+                ) from None
+            port = int(_number(env, "CHANNELFLOW_SMTP_PORT", DEFAULT_PORTS[tls]))
+            if not 0 < port < 65536:
+                raise MailConfigurationError("CHANNELFLOW_SMTP_PORT must be a port number")
+            user = env.get("CHANNELFLOW_SMTP_USER") or None
+            password = env.get("CHANNELFLOW_SMTP_PASSWORD") or None
+            if user and password is None:
+                raise MailConfigurationError(
+                    "CHANNELFLOW_SMTP_USER is set but CHANNELFLOW_SMTP_PASSWORD is not"
+                )
+            smtp = SmtpSettings(host, port, tls, user, password, timeout)
+        api_key = env.get("CHANNELFLOW_NOTIFY_API_KEY") or None
+        if transport == "notify" and not api_key:
+            raise MailConfigurationError("the notify transport needs CHANNELFLOW_NOTIFY_API_KEY")
+        return cls(
+            transport=transport,
+            sender=env.get("CHANNELFLOW_MAIL_FROM") or DEFAULT_SENDER,
+            mail_dir=Path(env.get("CHANNELFLOW_MAIL_DIR") or DEFAULT_MAIL_DIR),
+            smtp=smtp,
+            notify_api_key=api_key,
+            notify_base_url=env.get("CHANNELFLOW_NOTIFY_BASE_URL") or DEFAULT_BASE_URL,
+            timeout=timeout,
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise MailConfigurationError(f"{name} must be a number") from None
+    if value <= 0:
+        raise MailConfigurationError(f"{name} must be more than zero")
+    return value
 
 
 @dataclass(frozen=True)
@@ -27,15 +116,32 @@ class Settings:
     key_file: Path
     user: str | None
     reference_prefix: str
+    config_file: Path | None = None
+    templates_dir: Path | None = None
+    # The CHANNELFLOW_* variables, for settings parsed only when used (mail).
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(
         cls, environ: Mapping[str, str] | None = None, *, db: str | None = None
     ) -> Settings:
         env = os.environ if environ is None else environ
+        config = env.get("CHANNELFLOW_CONFIG")
+        templates = env.get("CHANNELFLOW_TEMPLATES_DIR")
         return cls(
             database_url=database_url(db or env.get("CHANNELFLOW_DATABASE_URL")),
             key_file=Path(env.get("CHANNELFLOW_KEY_FILE") or DEFAULT_KEY_FILE),
             user=env.get("CHANNELFLOW_USER") or None,
             reference_prefix=env.get("CHANNELFLOW_REFERENCE_PREFIX") or DEFAULT_PREFIX,
+            config_file=Path(config) if config else None,
+            templates_dir=Path(templates) if templates else None,
+            environment={name: value for name, value in env.items() if name in VARIABLES},
         )
+
+    @property
+    def mail_sender(self) -> str:
+        return self.environment.get("CHANNELFLOW_MAIL_FROM") or DEFAULT_SENDER
+
+    @property
+    def mail(self) -> MailSettings:
+        return MailSettings.from_environment(self.environment)

@@ -12,6 +12,7 @@ from channelflow.exceptions import (
     ChannelflowError,
     ConcurrentChange,
     ConfigurationError,
+    DeliveryFailed,
     IntegrityFailure,
     InvalidInput,
     NotFound,
@@ -25,6 +26,7 @@ EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
 EXIT_CONCURRENT = 5
 EXIT_INTEGRITY = 6
+EXIT_NOT_DELIVERED = 7
 
 _EXIT_CODES: tuple[tuple[type[ChannelflowError], int], ...] = (
     (InvalidInput, EXIT_USAGE),
@@ -33,6 +35,7 @@ _EXIT_CODES: tuple[tuple[type[ChannelflowError], int], ...] = (
     (Refused, EXIT_REFUSED),
     (ConcurrentChange, EXIT_CONCURRENT),
     (IntegrityFailure, EXIT_INTEGRITY),
+    (DeliveryFailed, EXIT_NOT_DELIVERED),
 )
 
 

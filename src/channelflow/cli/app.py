@@ -15,8 +15,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ENVIRONMENT_HELP = "\n".join(f"  {name:<29} {meaning}" for name, meaning in VARIABLES.items())
 
 
+def db_option(function: F) -> F:
+    """``--db``, for operator commands that act as no user."""
+    return click.option(
+        "--db",
+        "db",
+        metavar="URL",
+        default=None,
+        help="database URL or SQLite file (default: CHANNELFLOW_DATABASE_URL or ./channelflow.db)",
+    )(function)
+
+
 def common_options(function: F) -> F:
-    """``--db`` and ``--by``, accepted by every command."""
+    """``--db`` and ``--by``, accepted by every command that acts for a user."""
     function = click.option(
         "--by",
         "by",
@@ -24,14 +35,7 @@ def common_options(function: F) -> F:
         default=None,
         help="who is acting (default: CHANNELFLOW_USER)",
     )(function)
-    function = click.option(
-        "--db",
-        "db",
-        metavar="URL",
-        default=None,
-        help="database URL or SQLite file (default: CHANNELFLOW_DATABASE_URL or ./channelflow.db)",
-    )(function)
-    return function
+    return db_option(function)
 
 
 def json_option(function: F) -> F:
@@ -64,9 +68,25 @@ def root() -> None:
 
 
 def register() -> None:
-    from channelflow.cli import audit_cmd, init_cmd, lifecycle_cmd, referral_cmd, user_cmd
+    from channelflow.cli import (
+        audit_cmd,
+        init_cmd,
+        lifecycle_cmd,
+        mail_cmd,
+        referral_cmd,
+        templates_cmd,
+        user_cmd,
+    )
 
-    for module in (init_cmd, user_cmd, referral_cmd, lifecycle_cmd, audit_cmd):
+    for module in (
+        init_cmd,
+        user_cmd,
+        referral_cmd,
+        lifecycle_cmd,
+        audit_cmd,
+        templates_cmd,
+        mail_cmd,
+    ):
         module.register(root)
 
 

@@ -9,8 +9,10 @@ import click
 from channelflow import categories, clock
 from channelflow.audit.canonical import parse_time
 from channelflow.cli.app import acting_user, common_options, json_option, runtime
+from channelflow.cli.mail_cmd import describe, dispatch
 from channelflow.cli.output import print_json, print_table
-from channelflow.exceptions import InvalidInput
+from channelflow.exceptions import ChannelflowError, InvalidInput
+from channelflow.runtime import Runtime
 from channelflow.states import REFERRAL_LIFECYCLE
 from channelflow.workflow import views
 from channelflow.workflow.dates import parse_date, parse_datetime
@@ -253,8 +255,11 @@ def fire(
                 "seq": result.seq,
                 "data": result.data,
                 "opened": result.opened,
+                "emails_queued": result.emails_queued,
+                "no_email": list(result.no_email),
             }
         )
+        _send_queued(rt, result.emails_queued)
         return
     click.echo(
         f"{result.reference}: {result.event} ({result.from_state} -> {result.to_state}),"
@@ -265,6 +270,27 @@ def fire(
             click.echo(f"  {name.replace('_', ' ')}: {result.data[name]}")
     if result.opened:
         click.echo(f"  opened linked referral {result.opened}")
+    for name in result.no_email:
+        click.echo(
+            f"channelflow: warning: {name} has no email address, so was not emailed", err=True
+        )
+    _send_queued(rt, result.emails_queued)
+
+
+def _send_queued(rt: Runtime, queued: int) -> None:
+    """Send what the change queued now; the change stands whatever happens to the email."""
+    if not queued:
+        return
+    try:
+        report = dispatch(rt)
+    except ChannelflowError as error:
+        click.echo(
+            f"channelflow: warning: email queued but not sent yet ({error.message}); "
+            "`channelflow outbox send` retries it",
+            err=True,
+        )
+        return
+    click.echo(f"  email: {describe(report)}", err=True)
 
 
 @referral.command("events")

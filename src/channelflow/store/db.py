@@ -82,7 +82,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
 
 
 @contextmanager
-def write_connection(engine: Engine) -> Iterator[Connection]:
+def write_connection(engine: Engine, *, writers_lock: bool = True) -> Iterator[Connection]:
     """One write transaction that commits on success and rolls back on any error.
 
     Writers run one at a time on both backends: SQLite's BEGIN IMMEDIATE takes the database's
@@ -94,7 +94,7 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
     with _connect(engine) as connection:
         connection.execution_options(**{_WRITE: True})
         with connection.begin():
-            if connection.dialect.name == "postgresql":
+            if writers_lock and connection.dialect.name == "postgresql":
                 driver = connection.connection.driver_connection
                 assert driver is not None
                 driver.execute(_LOCK_WRITERS, (_WRITERS_LOCK_KEY,))

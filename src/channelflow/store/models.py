@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from channelflow.store.types import UTCDateTime
@@ -139,3 +149,39 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(sa_column=Column(String(64), primary_key=True))
     value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An email waiting to go, going or gone: queued in the same transaction as its cause.
+
+    Holds the rendered message (which by construction carries no subject's personal data),
+    so a template changed after queueing never alters what was decided to be sent.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    recipient: str = Field(sa_column=Column(String(254), nullable=False))
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    body_text: str = Field(sa_column=Column(Text, nullable=False))
+    body_html: str = Field(sa_column=Column(Text, nullable=False))
+    # JSON list of {"filename", "content_type", "content" (base64)}.
+    attachments: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    claim_token: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    # An attempt may have reached the provider without us hearing back.
+    outcome_unknown: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    provider_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))

@@ -17,6 +17,7 @@ from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft, head_of
 from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import ConcurrentChange, GuardRefused, InvalidInput, PermissionDenied
+from channelflow.notifications.notifier import Notifier
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
 from channelflow.store.db import (
@@ -29,6 +30,7 @@ from channelflow.store.models import AccessLog, Person, Referral, User
 from channelflow.workflow import policy, users
 from channelflow.workflow.case import FireRequest
 from channelflow.workflow.dates import date_not_in_future, not_in_future
+from channelflow.workflow.notices import notices_for_change
 from channelflow.workflow.store_mapping import (
     Writer,
     case_of,
@@ -69,6 +71,9 @@ class FireResult:
     seq: int
     data: dict[str, Any]
     opened: str | None = None
+    emails_queued: int = 0
+    # Users the change should have emailed who have no email address.
+    no_email: tuple[str, ...] = ()
 
 
 def _roles_of(connection: Writer, name: str | None) -> dict[str, Role]:
@@ -94,12 +99,18 @@ class Workflow:
     """The operations on referrals and users, each checked against the actor's role."""
 
     def __init__(
-        self, *, engine: Engine, key: AuditKey, reference_prefix: str = DEFAULT_PREFIX
+        self,
+        *,
+        engine: Engine,
+        key: AuditKey,
+        reference_prefix: str = DEFAULT_PREFIX,
+        notifier: Notifier | None = None,
     ) -> None:
         if not reference_prefix.isalnum() or not reference_prefix.isascii():
             raise InvalidInput("the reference prefix must be letters and digits only")
         self.engine = engine
         self.key = key
+        self.notifier = notifier or Notifier()
         self.reference_prefix = reference_prefix.upper()
 
     # Users ---------------------------------------------------------------------------
@@ -343,6 +354,10 @@ class Workflow:
                     session.flush()
                 request.data["new_referral"] = opened
                 drafts.append(draft)
+            notices = notices_for_change(
+                connection, reference=reference, event=event, version=new_version, data=request.data
+            )
+            queued = self.notifier.queue(connection, notices.to_queue, now=now)
             rows = chain.append(connection, drafts, key=self.key, head=head_of(referral))
         return FireResult(
             reference,
@@ -353,6 +368,8 @@ class Workflow:
             rows[0]["seq"],
             request.data,
             opened,
+            emails_queued=queued,
+            no_email=tuple(notices.no_email),
         )
 
     def _re_refer(

@@ -1,0 +1,176 @@
+"""Draining the outbox: claim due messages, send each once, record what happened.
+
+A message is marked ``sending`` (under a lease) before the network call and ``sent`` with
+the provider's id straight after it. If the process dies in between, the lease runs out and
+another pass sends it again, marked as of unknown outcome: over SMTP with the same
+Message-ID, over Notify only after asking Notify whether it already has it. That window,
+one message wide, is the only way a recipient can see a message twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from channelflow import clock
+from channelflow.exceptions import (
+    DeliveryOutcomeUnknown,
+    PermanentDeliveryFailure,
+    TransientDeliveryFailure,
+    TransportUnavailable,
+)
+from channelflow.notifications import outbox
+from channelflow.notifications.outbox import Claimed
+from channelflow.notifications.transports.base import Transport
+
+log = logging.getLogger("channelflow.outbox")
+
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_LEASE = timedelta(minutes=10)
+DEFAULT_BATCH = 20
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: about 1, 2, 4 ... minutes, at most six hours."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    base: timedelta = timedelta(minutes=1)
+    cap: timedelta = timedelta(hours=6)
+
+    def delay(self, attempts: int, rng: random.Random) -> timedelta:
+        ceiling = min(self.cap, self.base * (1 << max(attempts - 1, 0)))
+        # "Equal jitter": never less than half the ceiling, so retries still spread out
+        # while a struggling server is not hit again at once.
+        return ceiling / 2 + ceiling / 2 * rng.random()
+
+
+@dataclass
+class PassReport:
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    # The transport could not send at all (server down, credentials refused): why.
+    stopped_because: str | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        transport: Transport,
+        sender: str,
+        retry: RetryPolicy | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        batch: int = DEFAULT_BATCH,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.sender = sender
+        self.retry = retry or RetryPolicy()
+        self.batch = batch
+        # A claim must outlast a whole batch of sends that each take the longest they may.
+        self.lease = max(lease, timedelta(seconds=transport.timeout * (batch + 1)))
+        self.rng = rng or random.Random()
+
+    def run_once(self, *, stop: threading.Event | None = None) -> PassReport:
+        """Send everything due now, batch by batch, until nothing is due or ``stop`` is set."""
+        report = PassReport()
+        try:
+            while not (stop is not None and stop.is_set()):
+                claimed = outbox.claim(
+                    self.engine,
+                    now=clock.now(),
+                    lease=self.lease,
+                    limit=self.batch,
+                    sender=self.sender,
+                )
+                if not claimed:
+                    break
+                self._send_batch(claimed, report, stop)
+                if report.stopped_because is not None:
+                    break
+        finally:
+            self.transport.close()
+        return report
+
+    def _send_batch(
+        self, claimed: list[Claimed], report: PassReport, stop: threading.Event | None
+    ) -> None:
+        safety = timedelta(seconds=self.transport.timeout)
+        for position, item in enumerate(claimed):
+            halted = stop is not None and stop.is_set()
+            if halted or report.stopped_because is not None:
+                self._release(claimed[position:])
+                return
+            if clock.now() + safety >= item.lease_expires_at:
+                # Our claim could run out mid-send and another dispatcher take the message.
+                self._release(claimed[position:])
+                return
+            self._send_one(item, report)
+
+    def _send_one(self, item: Claimed, report: PassReport) -> None:
+        email = item.email
+        try:
+            provider_id = self.transport.send(email, outcome_unknown=item.outcome_unknown)
+        except PermanentDeliveryFailure as error:
+            self._failed(item, error.message, report, permanent=True)
+        except TransportUnavailable as error:
+            report.stopped_because = error.message
+            self._failed(item, error.message, report)
+        except DeliveryOutcomeUnknown as error:
+            self._failed(item, error.message, report, unknown=True)
+        except TransientDeliveryFailure as error:
+            self._failed(item, error.message, report)
+        else:
+            if outbox.record_sent(self.engine, item, provider_id=provider_id, now=clock.now()):
+                report.sent.append(email.id)
+                log.info("outbox %d (%s) sent, attempt %d", email.id, email.kind, item.attempts)
+            else:
+                log.warning("outbox %d was sent after this dispatcher's claim ran out", email.id)
+
+    def _failed(
+        self,
+        item: Claimed,
+        reason: str,
+        report: PassReport,
+        *,
+        permanent: bool = False,
+        unknown: bool = False,
+    ) -> None:
+        email = item.email
+        dead = permanent or item.attempts >= self.retry.max_attempts
+        if not permanent and dead:
+            reason = f"{reason} (gave up after {item.attempts} attempts)"
+        next_attempt = None if dead else clock.now() + self.retry.delay(item.attempts, self.rng)
+        if not outbox.record_failure(
+            self.engine,
+            item,
+            error=reason,
+            next_attempt_at=next_attempt,
+            outcome_unknown=unknown,
+        ):
+            return
+        (report.dead if dead else report.failed).append(email.id)
+        if dead:
+            log.error("outbox %d (%s) is dead: %s", email.id, email.kind, reason)
+        else:
+            log.warning(
+                "outbox %d (%s) failed, attempt %d: %s; next attempt %s",
+                email.id,
+                email.kind,
+                item.attempts,
+                reason,
+                next_attempt.isoformat() if next_attempt else "none",
+            )
+
+    def _release(self, items: list[Claimed]) -> None:
+        for item in items:
+            outbox.release(self.engine, item)

@@ -1,0 +1,144 @@
+"""Sending through GOV.UK Notify with its official client.
+
+Each kind of email has a Notify template whose subject is ``((subject))`` and whose body is
+``((body))``; channelflow renders both and passes them as personalisation. Attachments (the
+calendar invitation) go as Notify file links named ``((attachment_1))`` and so on, which a
+template may include. The reference is the outbox id with a hash of the idempotency key, so
+after an attempt whose outcome is unknown the transport can ask Notify whether it already has
+the message before sending it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from notifications_python_client.errors import APIError
+from notifications_python_client.notifications import NotificationsAPIClient
+from notifications_python_client.utils import prepare_upload
+
+from channelflow.exceptions import (
+    DeliveryOutcomeUnknown,
+    MailConfigurationError,
+    PermanentDeliveryFailure,
+    TransportUnavailable,
+)
+from channelflow.notifications.kinds import Kind
+from channelflow.notifications.message import Email, without_addresses
+from channelflow.notifications.transports.base import Transport
+
+DEFAULT_BASE_URL = "https://api.notifications.service.gov.uk"
+DEFAULT_TEMPLATE = "default"
+
+
+def reference_for(email: Email) -> str:
+    digest = hashlib.sha256(email.idempotency_key.encode()).hexdigest()[:16]
+    return f"channelflow-{email.id}-{digest}"
+
+
+def _problem(error: APIError) -> str:
+    message: Any = error.message
+    if isinstance(message, list):
+        message = "; ".join(
+            f"{item.get('error', '')}: {item.get('message', '')}"
+            for item in message
+            if isinstance(item, dict)
+        )
+    return without_addresses(" ".join(str(message).split()))[:300]
+
+
+class NotifyTransport(Transport):
+    name = "notify"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        template_ids: Mapping[str, str],
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30.0,
+    ) -> None:
+        missing = [
+            kind.value
+            for kind in Kind
+            if kind.value not in template_ids and DEFAULT_TEMPLATE not in template_ids
+        ]
+        if missing:
+            raise MailConfigurationError(
+                "GOV.UK Notify needs a template id for every kind of email; "
+                f"set [notify.templates] {missing[0]} (or default) in the configuration file"
+            )
+        try:
+            self._client = NotificationsAPIClient(api_key, base_url=base_url, timeout=timeout)
+        except AssertionError:
+            raise MailConfigurationError(
+                "CHANNELFLOW_NOTIFY_API_KEY is not a Notify API key"
+            ) from None
+        if len(api_key) < 74:
+            raise MailConfigurationError("CHANNELFLOW_NOTIFY_API_KEY is not a Notify API key")
+        self._template_ids = dict(template_ids)
+        self._timeout = timeout
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    def template_for(self, kind: str) -> str:
+        return self._template_ids.get(kind) or self._template_ids[DEFAULT_TEMPLATE]
+
+    def send(self, email: Email, *, outcome_unknown: bool) -> str:
+        reference = reference_for(email)
+        if outcome_unknown:
+            found = self._already_sent(reference)
+            if found is not None:
+                return found
+        personalisation: dict[str, Any] = {"subject": email.subject, "body": email.text}
+        for number, attachment in enumerate(email.attachments, start=1):
+            personalisation[f"attachment_{number}"] = prepare_upload(
+                io.BytesIO(attachment.content), filename=attachment.filename
+            )
+        try:
+            response = self._client.send_email_notification(
+                email_address=email.recipient,
+                template_id=self.template_for(email.kind),
+                personalisation=personalisation,
+                reference=reference,
+            )
+        except APIError as error:
+            raise self._classify(error) from None
+        return str(response["id"])
+
+    def _already_sent(self, reference: str) -> str | None:
+        try:
+            found = self._client.get_all_notifications(template_type="email", reference=reference)
+        except APIError as error:
+            raise self._classify(error, looking_up=True) from None
+        notifications = found.get("notifications") or []
+        return str(notifications[0]["id"]) if notifications else None
+
+    def _classify(self, error: APIError, *, looking_up: bool = False) -> Exception:
+        status = error.status_code
+        if error.response is None:
+            # No answer at all: the request may have reached Notify.
+            if looking_up:
+                return TransportUnavailable("cannot reach GOV.UK Notify")
+            return DeliveryOutcomeUnknown(
+                "GOV.UK Notify did not answer; it may have received the message"
+            )
+        detail = _problem(error)
+        if status == 400:
+            return PermanentDeliveryFailure(f"GOV.UK Notify refused the message (400): {detail}")
+        if status == 403:
+            return TransportUnavailable(
+                f"GOV.UK Notify refused the API key (403): {detail}; check "
+                "CHANNELFLOW_NOTIFY_API_KEY"
+            )
+        if status == 429:
+            return TransportUnavailable(f"GOV.UK Notify's rate limit was reached (429): {detail}")
+        if status >= 500:
+            # Notify says a 500 was not sent, but a gateway's 502-504 may hide one that was:
+            # checking the reference first costs one lookup and rules out a second copy.
+            return DeliveryOutcomeUnknown(f"GOV.UK Notify failed ({status}): {detail}")
+        return PermanentDeliveryFailure(f"GOV.UK Notify answered {status}: {detail}")

@@ -1,0 +1,180 @@
+"""Sending over SMTP, one connection kept open for a whole dispatch pass.
+
+Replies are classified by RFC 5321: 4xx is transient, 5xx permanent. A connection that drops
+after the message data was sent leaves the outcome unknown: the server may have accepted it.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+
+from channelflow.exceptions import (
+    DeliveryOutcomeUnknown,
+    PermanentDeliveryFailure,
+    TransientDeliveryFailure,
+    TransportUnavailable,
+)
+from channelflow.notifications.message import Email, without_addresses
+from channelflow.notifications.transports.base import Transport
+
+
+class TLSMode(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    SSL = "ssl"
+
+
+DEFAULT_PORTS = {TLSMode.NONE: 25, TLSMode.STARTTLS: 587, TLSMode.SSL: 465}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    tls: TLSMode = TLSMode.STARTTLS
+    user: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {without_addresses(' '.join(text.split()))}"
+
+
+def _refused(
+    step: str, code: int, text: bytes | str
+) -> TransientDeliveryFailure | PermanentDeliveryFailure:
+    reason = f"the SMTP server refused {step}: {_reply(code, text)}"
+    if 500 <= code < 600:
+        return PermanentDeliveryFailure(reason)
+    return TransientDeliveryFailure(reason)
+
+
+class SmtpTransport(Transport):
+    name = "smtp"
+
+    def __init__(
+        self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.settings = settings
+        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._connection: smtplib.SMTP | None = None
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.timeout
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self.settings
+        where = f"{settings.host}:{settings.port}"
+        try:
+            connection: smtplib.SMTP
+            if settings.tls is TLSMode.SSL:
+                connection = smtplib.SMTP_SSL(
+                    settings.host,
+                    settings.port,
+                    timeout=settings.timeout,
+                    context=self._ssl_context,
+                )
+            else:
+                connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            connection.ehlo()
+            if settings.tls is TLSMode.STARTTLS:
+                connection.starttls(context=self._ssl_context)
+                connection.ehlo()
+            if settings.user:
+                connection.login(settings.user, settings.password or "")
+        except smtplib.SMTPAuthenticationError:
+            raise TransportUnavailable(
+                f"the SMTP server {where} refused the user name or password"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise TransportUnavailable(
+                f"the SMTP server {where} does not support STARTTLS or login; "
+                "check CHANNELFLOW_SMTP_TLS"
+            ) from None
+        except smtplib.SMTPConnectError as error:
+            raise TransportUnavailable(
+                f"the SMTP server {where} would not take mail: "
+                f"{_reply(error.smtp_code, error.smtp_error)}"
+            ) from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise TransportUnavailable(
+                f"cannot connect to the SMTP server {where} ({type(error).__name__})"
+            ) from None
+        self._connection = connection
+        return connection
+
+    def send(self, email: Email, *, outcome_unknown: bool) -> str:
+        reused = self._connection is not None
+        try:
+            return self._send(email)
+        except _Dropped:
+            self.close()
+            if not reused:
+                raise TransientDeliveryFailure(
+                    "the SMTP server closed the connection before the message was sent"
+                ) from None
+        # A kept-open connection may have been closed by the server while idle: once more.
+        try:
+            return self._send(email)
+        except _Dropped:
+            self.close()
+            raise TransientDeliveryFailure(
+                "the SMTP server closed the connection before the message was sent"
+            ) from None
+
+    def _send(self, email: Email) -> str:
+        connection = self._connection or self._connect()
+        try:
+            code, text = connection.mail(email.sender)
+            if code != 250:
+                raise _refused("the sender", code, text)
+            code, text = connection.rcpt(email.recipient)
+            if code not in (250, 251):
+                raise _refused("the recipient", code, text)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            raise _Dropped() from None
+        except (TransientDeliveryFailure, PermanentDeliveryFailure):
+            self._reset(code)
+            raise
+        try:
+            code, text = connection.data(email.to_mime().as_bytes())
+        except smtplib.SMTPDataError as error:
+            self._reset(error.smtp_code)
+            raise _refused("the message", error.smtp_code, error.smtp_error) from None
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError):
+            self.close()
+            raise DeliveryOutcomeUnknown(
+                "the SMTP connection was lost after the message was sent, before the server "
+                "confirmed it"
+            ) from None
+        return _reply(code, text)
+
+    def _reset(self, code: int) -> None:
+        """After a refusal, start the next message clean; 421 means the server is closing."""
+        if code == 421 or self._connection is None:
+            self.close()
+            return
+        try:
+            self._connection.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except (OSError, smtplib.SMTPException):
+            connection.close()
+
+
+class _Dropped(Exception):
+    """The connection went away before the message data was sent: nothing was delivered."""
