@@ -19,6 +19,7 @@ from channelflow.store import schema
 from channelflow.store.db import open_engine
 from channelflow.workflow.engine import Workflow
 from tests.factories import USERS
+from tests.mailserver import MailServer
 
 PG_SERVER = os.environ.get(
     "CHANNELFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -133,3 +134,10 @@ def workflow(runtime: Runtime) -> Workflow:
 @pytest.fixture
 def engine(runtime: Runtime) -> Engine:
     return runtime.engine
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    """A real SMTP server on loopback; ``mail_server.fail_next(...)`` injects faults."""
+    with MailServer() as server:
+        yield server

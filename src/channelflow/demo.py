@@ -21,6 +21,7 @@ from channelflow import clock
 from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft
 from channelflow.exceptions import InvalidInput
+from channelflow.notifications import Notice
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
 from channelflow.store.db import reserve_ids, write_connection, write_session
@@ -28,6 +29,7 @@ from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, FireRequest
 from channelflow.workflow.dates import add_months, age_on, last_thursday, next_panel_after
 from channelflow.workflow.engine import NewReferral, Workflow
+from channelflow.workflow.notices import notices_for_change
 from channelflow.workflow.store_mapping import CASE_FIELDS
 from channelflow.workflow.users import insert_user
 
@@ -475,7 +477,31 @@ def _write_batch(workflow: Workflow, simulated: list[_Simulated], now: datetime)
                 for d in sim.drafts
             ]
         chain.append(connection, drafts, key=workflow.key)
+        workflow.notifier.queue(connection, _pending_notices(connection, simulated, now), now=now)
         return len(drafts)
+
+
+def _pending_notices(
+    connection: Connection, simulated: list[_Simulated], now: datetime
+) -> list[Notice]:
+    """The emails this month's panel decisions sent, as if still waiting in the outbox.
+
+    Older decisions are history: their emails went long ago and are not queued again.
+    """
+    since = _previous_panel(clock.local_date(now))
+    notices: list[Notice] = []
+    for sim in simulated:
+        for position, draft in enumerate(sim.drafts):
+            if draft.event == lc.ACCEPT and clock.local_date(draft.occurred_at) >= since:
+                notices += notices_for_change(
+                    connection,
+                    reference=sim.case.reference,
+                    event=draft.event,
+                    # Version 1 is the referral's opening; each event adds one.
+                    version=position + 2,
+                    data=draft.data,
+                ).to_queue
+    return notices
 
 
 def _count(number: int, noun: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from channelflow.cli.app import common_options, json_option, runtime
+from channelflow.cli.mail_cmd import dispatch
 from channelflow.cli.output import interactive, print_json, progress_bar
 from channelflow.workflow.users import validate_name
 
@@ -58,6 +59,9 @@ def init(
         with progress_bar("loading demo", referrals, show=show) as advance:
             summary = demo_data.load(rt.workflow, referrals=referrals, seed=seed, progress=advance)
         report["demo"] = summary.as_dict()
+        # The emails the demo's latest decisions queued go out as they would in real use.
+        sent = dispatch(rt)
+        report["emails"] = {"sent": len(sent.sent), "transport": rt.mail.transport}
     if as_json:
         print_json(report)
         return
@@ -71,6 +75,10 @@ def init(
         click.echo(f"created admin user {first_admin.name}")
     if demo:
         click.echo(summary.render())
+        emails = f"{len(sent.sent)} email(s) sent through the {rt.mail.transport} transport"
+        if rt.mail.transport == "file":
+            emails += f" into {rt.mail.mail_dir}/"
+        click.echo(emails)
 
 
 def register(group: click.Group) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import col
@@ -23,7 +23,13 @@ from sqlmodel import col
 from channelflow.exceptions import NotFound, Refused
 from channelflow.notifications.message import Attachment, Email, attachments_from_json
 from channelflow.notifications.message import attachments_to_json as _attachments_json
-from channelflow.store.db import DriverConnection, DriverStatement, read_session, write_connection
+from channelflow.store.db import (
+    DriverConnection,
+    DriverStatement,
+    driver_transaction,
+    read_session,
+    write_connection,
+)
 from channelflow.store.models import OutboxMessage
 
 TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -187,30 +193,56 @@ def claim(
     ]
 
 
-def _finish(engine: Engine, claimed: Claimed, **values: Any) -> bool:
-    """Record an attempt's result, only if this dispatcher still holds the message."""
-    with write_connection(engine, writers_lock=False) as connection:
-        changed = connection.execute(
-            update(OutboxMessage)
-            .where(
-                col(OutboxMessage.id) == claimed.email.id,
-                col(OutboxMessage.claim_token) == claimed.token,
-                col(OutboxMessage.status) == Status.SENDING.value,
-            )
-            .values(claim_token=None, lease_expires_at=None, **values)
-        ).rowcount
+def _finishing(**values: Any) -> DriverStatement:
+    """An update of a message this dispatcher still holds (its claim token, still sending)."""
+    return DriverStatement(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) == bindparam("message_id"),
+            col(OutboxMessage.claim_token) == bindparam("token"),
+            col(OutboxMessage.status) == Status.SENDING.value,
+        )
+        .values(claim_token=None, lease_expires_at=None, **values)
+    )
+
+
+_SENT = _finishing(
+    status=Status.SENT.value,
+    provider_id=bindparam("new_provider_id"),
+    sent_at=bindparam("new_sent_at"),
+    outcome_unknown=False,
+)
+_FAILED = _finishing(
+    status=Status.FAILED.value,
+    last_error=bindparam("new_error"),
+    outcome_unknown=bindparam("new_outcome_unknown"),
+    next_attempt_at=bindparam("new_next_attempt_at"),
+)
+_DEAD = _finishing(
+    status=Status.DEAD.value,
+    last_error=bindparam("new_error"),
+    outcome_unknown=bindparam("new_outcome_unknown"),
+)
+_RELEASED = _finishing(status=bindparam("new_status"), attempts=bindparam("new_attempts"))
+
+
+def _finish(engine: Engine, claimed: Claimed, statement: DriverStatement, **values: Any) -> bool:
+    """Record an attempt's result, only if this dispatcher still holds the message.
+
+    One short transaction per message, committed before the next message goes, so a killed
+    dispatcher leaves at most the message in flight unrecorded. The commit does not wait
+    for the disk: a power cut could lose the last few records, and the worst that does is
+    send those messages again as of unknown outcome, with the same Message-ID.
+    """
+    with driver_transaction(engine, writers_lock=False, durable=False) as connection:
+        changed = statement.execute(
+            connection, {"message_id": claimed.email.id, "token": claimed.token, **values}
+        )
     return bool(changed)
 
 
 def record_sent(engine: Engine, claimed: Claimed, *, provider_id: str, now: datetime) -> bool:
-    return _finish(
-        engine,
-        claimed,
-        status=Status.SENT.value,
-        provider_id=provider_id[:255],
-        sent_at=now,
-        outcome_unknown=False,
-    )
+    return _finish(engine, claimed, _SENT, new_provider_id=provider_id[:255], new_sent_at=now)
 
 
 def record_failure(
@@ -222,14 +254,13 @@ def record_failure(
     outcome_unknown: bool,
 ) -> bool:
     """``next_attempt_at=None`` means the message is dead: no further attempts."""
-    return _finish(
-        engine,
-        claimed,
-        status=Status.DEAD.value if next_attempt_at is None else Status.FAILED.value,
-        last_error=error[:MAX_ERROR],
-        outcome_unknown=outcome_unknown or claimed.outcome_unknown,
-        **({} if next_attempt_at is None else {"next_attempt_at": next_attempt_at}),
-    )
+    values: dict[str, Any] = {
+        "new_error": error[:MAX_ERROR],
+        "new_outcome_unknown": outcome_unknown or claimed.outcome_unknown,
+    }
+    if next_attempt_at is None:
+        return _finish(engine, claimed, _DEAD, **values)
+    return _finish(engine, claimed, _FAILED, new_next_attempt_at=next_attempt_at, **values)
 
 
 def release(engine: Engine, claimed: Claimed) -> bool:
@@ -237,8 +268,9 @@ def release(engine: Engine, claimed: Claimed) -> bool:
     return _finish(
         engine,
         claimed,
-        status=Status.FAILED.value if claimed.attempts > 1 else Status.QUEUED.value,
-        attempts=claimed.attempts - 1,
+        _RELEASED,
+        new_status=Status.FAILED.value if claimed.attempts > 1 else Status.QUEUED.value,
+        new_attempts=claimed.attempts - 1,
     )
 
 

@@ -112,11 +112,18 @@ class DriverConnection:
 
 
 @contextmanager
-def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
+def driver_transaction(
+    engine: Engine, *, writers_lock: bool = True, durable: bool = True
+) -> Iterator[DriverConnection]:
     """:func:`write_connection` without SQLAlchemy's connection layer, for `DriverStatement`s.
 
     The same transaction and the same writers' lock; it exists because a change is only a
     few statements and SQLAlchemy's per-transaction bookkeeping was a tenth of its cost.
+
+    ``durable=False`` commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
+    PostgreSQL ``synchronous_commit=off``): a killed process loses nothing, but a power cut
+    or a database server crash may lose the last such commits. Only for records whose loss
+    is harmless by design, such as the outbox's (see `channelflow.notifications.outbox`).
     """
     try:
         pooled = engine.raw_connection()
@@ -127,36 +134,46 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
         ) from None
     driver = pooled.driver_connection
     assert driver is not None
-    transaction = (
-        _postgres_transaction if engine.dialect.name == "postgresql" else _sqlite_transaction
-    )
     connection = DriverConnection(engine.dialect, driver)
+    transaction = (
+        _postgres_transaction(connection, writers_lock=writers_lock, durable=durable)
+        if engine.dialect.name == "postgresql"
+        else _sqlite_transaction(connection, durable=durable)
+    )
     try:
-        with transaction(connection):
+        with transaction:
             yield connection
     finally:
         pooled.close()
 
 
 @contextmanager
-def _sqlite_transaction(connection: DriverConnection) -> Iterator[None]:
+def _sqlite_transaction(connection: DriverConnection, *, durable: bool) -> Iterator[None]:
     driver = connection.driver
+    if not durable:
+        driver.execute("PRAGMA synchronous=NORMAL")
     try:
-        driver.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        raise DatabaseUnavailable(
-            "the database is busy (another process has held it for a minute); try again"
-        ) from None
-    try:
-        yield
-        driver.commit()
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            raise DatabaseUnavailable(
+                "the database is busy (another process has held it for a minute); try again"
+            ) from None
+        try:
+            yield
+            driver.commit()
+        finally:
+            if driver.in_transaction:
+                driver.rollback()
     finally:
-        if driver.in_transaction:
-            driver.rollback()
+        if not durable:
+            driver.execute("PRAGMA synchronous=FULL")
 
 
 @contextmanager
-def _postgres_transaction(connection: DriverConnection) -> Iterator[None]:
+def _postgres_transaction(
+    connection: DriverConnection, *, writers_lock: bool, durable: bool
+) -> Iterator[None]:
     """BEGIN with the writers' lock, and the last writes with COMMIT: a round trip each.
 
     psycopg would send BEGIN on its own, and wait for each statement's answer. Whatever
@@ -166,7 +183,9 @@ def _postgres_transaction(connection: DriverConnection) -> Iterator[None]:
     driver.autocommit = True
     try:
         # Without parameters psycopg uses the simple protocol, which allows two statements.
-        driver.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})")
+        lock = f"; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})" if writers_lock else ""
+        relaxed = "" if durable else "; SET LOCAL synchronous_commit = off"
+        driver.execute(f"BEGIN{lock}{relaxed}")
         yield
         with driver.pipeline(), driver.cursor() as cursor:
             for sql, rows in connection.with_commit:

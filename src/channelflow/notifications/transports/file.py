@@ -31,7 +31,7 @@ class FileTransport(Transport):
     def send(self, email: Email, *, outcome_unknown: bool) -> str:
         """Write atomically: a reader sees the whole file or none; a resend replaces it."""
         name = file_name(email.idempotency_key)
-        content = email.to_mime().as_bytes()
+        content = email.as_bytes()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(

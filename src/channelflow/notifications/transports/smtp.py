@@ -144,7 +144,7 @@ class SmtpTransport(Transport):
             self._reset(code)
             raise
         try:
-            code, text = connection.data(email.to_mime().as_bytes())
+            code, text = connection.data(email.as_bytes())
         except smtplib.SMTPDataError as error:
             self._reset(error.smtp_code)
             raise _refused("the message", error.smtp_code, error.smtp_error) from None
