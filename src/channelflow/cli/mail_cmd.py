@@ -9,7 +9,7 @@ import click
 from channelflow import clock
 from channelflow.cli.app import db_option, json_option, runtime
 from channelflow.cli.output import print_json, print_table
-from channelflow.exceptions import DeliveryFailed, InvalidInput
+from channelflow.exceptions import DeliveryFailed
 from channelflow.notifications import Notice, PassReport, Status, outbox
 from channelflow.notifications.kinds import TestMessage
 from channelflow.runtime import Runtime
@@ -122,8 +122,6 @@ def mail() -> None:
 def test(address: str, db: str | None) -> None:
     """Queue a test message to ADDRESS and send it now; exit 0 only if it was delivered."""
     rt = runtime(db)
-    if "@" not in address:
-        raise InvalidInput("the address is not a valid email address")
     key = f"test_message:{uuid.uuid4().hex}"
     notice = Notice(
         key=key,
