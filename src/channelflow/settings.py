@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from channelflow.audit.keys import DEFAULT_KEY_FILE
 from channelflow.config import DEFAULT_CONFIG_FILE
 from channelflow.exceptions import MailConfigurationError
+from channelflow.notifications.message import validate_address
 from channelflow.notifications.notifier import DEFAULT_SENDER
 from channelflow.notifications.transports.file import DEFAULT_MAIL_DIR
 from channelflow.notifications.transports.notify import DEFAULT_BASE_URL
@@ -88,7 +90,10 @@ class MailSettings:
             raise MailConfigurationError("the notify transport needs CHANNELFLOW_NOTIFY_API_KEY")
         return cls(
             transport=transport,
-            sender=env.get("CHANNELFLOW_MAIL_FROM") or DEFAULT_SENDER,
+            sender=validate_address(
+                env.get("CHANNELFLOW_MAIL_FROM") or DEFAULT_SENDER,
+                what="CHANNELFLOW_MAIL_FROM",
+            ),
             mail_dir=Path(env.get("CHANNELFLOW_MAIL_DIR") or DEFAULT_MAIL_DIR),
             smtp=smtp,
             notify_api_key=api_key,
@@ -105,6 +110,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise MailConfigurationError(f"{name} must be a number") from None
+    if not math.isfinite(value):
+        raise MailConfigurationError(f"{name} must be a number")
     if value <= 0:
         raise MailConfigurationError(f"{name} must be more than zero")
     return value

@@ -105,7 +105,10 @@ class Email:
                     f'Content-Disposition: attachment; filename="{attachment.filename}"',
                     "Content-Transfer-Encoding: base64",
                     "",
-                    base64.encodebytes(attachment.content).decode("ascii").rstrip("\n"),
+                    base64.encodebytes(attachment.content)
+                    .decode("ascii")
+                    .rstrip("\n")
+                    .replace("\n", "\r\n"),
                 ]
             lines.append(f"--{mixed}--")
         return ("\r\n".join(lines) + "\r\n").encode("ascii")

@@ -33,9 +33,11 @@ class Notice:
 class Notifier:
     def __init__(self, *, templates: Templates | None = None, sender: str = DEFAULT_SENDER) -> None:
         self.templates = templates or Templates()
-        self.sender = validate_address(sender, what="the sender address (CHANNELFLOW_MAIL_FROM)")
+        # Checked when a message is made, so a typo here never blocks work that sends none.
+        self.sender = sender
 
     def message(self, notice: Notice, *, now: datetime) -> NewMessage:
+        validate_address(self.sender, what="the sender address (CHANNELFLOW_MAIL_FROM)")
         rendered = self.templates.render(notice.context)
         attachments: tuple[Attachment, ...] = ()
         meeting = getattr(notice.context, "meeting", None)

@@ -290,12 +290,11 @@ def give_up(engine: Engine, message_id: int, *, reason: str) -> None:
 def retry(engine: Engine, message_id: int, *, now: datetime) -> OutboxMessage:
     """Make a failed or dead message due now, whatever its backoff."""
     with write_connection(engine, writers_lock=False) as connection:
-        row = connection.execute(
-            select(OutboxMessage).where(col(OutboxMessage.id) == message_id).with_for_update()
+        message = connection.execute(
+            select(TABLE).where(TABLE.c.id == message_id).with_for_update()
         ).first()
-        if row is None:
+        if message is None:
             raise NotFound(f"no outbox message has id {message_id}")
-        message: OutboxMessage = row[0]
         if message.status == Status.SENT.value:
             raise Refused(f"outbox message {message_id} was already sent")
         live_lease = message.lease_expires_at is not None and message.lease_expires_at > now

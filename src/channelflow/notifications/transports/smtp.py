@@ -83,12 +83,16 @@ class SmtpTransport(Transport):
                 )
             else:
                 connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-            connection.ehlo()
-            if settings.tls is TLSMode.STARTTLS:
-                connection.starttls(context=self._ssl_context)
+            try:
                 connection.ehlo()
-            if settings.user:
-                connection.login(settings.user, settings.password or "")
+                if settings.tls is TLSMode.STARTTLS:
+                    connection.starttls(context=self._ssl_context)
+                    connection.ehlo()
+                if settings.user:
+                    connection.login(settings.user, settings.password or "")
+            except BaseException:
+                connection.close()
+                raise
         except smtplib.SMTPAuthenticationError:
             raise TransportUnavailable(
                 f"the SMTP server {where} refused the user name or password"
@@ -144,6 +148,7 @@ class SmtpTransport(Transport):
             self._reset(code)
             raise
         try:
+            # data() raises for a refused DATA command, but returns the final reply.
             code, text = connection.data(email.as_bytes())
         except smtplib.SMTPDataError as error:
             self._reset(error.smtp_code)
@@ -154,6 +159,9 @@ class SmtpTransport(Transport):
                 "the SMTP connection was lost after the message was sent, before the server "
                 "confirmed it"
             ) from None
+        if code != 250:
+            self._reset(code)
+            raise _refused("the message", code, text)
         return _reply(code, text)
 
     def _reset(self, code: int) -> None:
