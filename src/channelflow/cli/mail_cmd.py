@@ -122,6 +122,8 @@ def mail() -> None:
 def test(address: str, db: str | None) -> None:
     """Queue a test message to ADDRESS and send it now; exit 0 only if it was delivered."""
     rt = runtime(db)
+    # Built first: a transport that cannot even be set up must not leave a test queued.
+    dispatcher = rt.dispatcher()
     key = f"test_message:{uuid.uuid4().hex}"
     notice = Notice(
         key=key,
@@ -130,7 +132,7 @@ def test(address: str, db: str | None) -> None:
     )
     with write_connection(rt.engine, writers_lock=False) as connection:
         rt.notifier.queue(connection, [notice], now=clock.now())
-    report = rt.dispatcher().run_once()
+    report = dispatcher.run_once()
     (message,) = outbox.list_messages(rt.engine, idempotency_key=key)
     assert message.id is not None
     if message.status != Status.SENT:

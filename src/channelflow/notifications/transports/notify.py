@@ -1,23 +1,25 @@
 """Sending through GOV.UK Notify with its official client.
 
 Each kind of email has a Notify template whose subject is ``((subject))`` and whose body is
-``((body))``; channelflow renders both and passes them as personalisation. Attachments (the
-calendar invitation) go as Notify file links named ``((attachment_1))`` and so on, which a
-template may include. The reference is the outbox id with a hash of the idempotency key, so
-after an attempt whose outcome is unknown the transport can ask Notify whether it already has
-the message before sending it again.
+``((body))``; channelflow renders both and passes them as personalisation. Notify cannot send
+calendar files (it takes only a few document types, and as links), so over Notify an agenda
+carries its meeting details in the body only. The reference is the outbox id with a hash of
+the idempotency key, so after an attempt whose outcome is unknown the transport can ask Notify
+whether it already has the message before sending it again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import requests
 from notifications_python_client.errors import APIError
 from notifications_python_client.notifications import NotificationsAPIClient
-from notifications_python_client.utils import prepare_upload
+from urllib3.exceptions import NewConnectionError
 
 from channelflow.exceptions import (
     DeliveryOutcomeUnknown,
@@ -31,11 +33,34 @@ from channelflow.notifications.transports.base import Transport
 
 DEFAULT_BASE_URL = "https://api.notifications.service.gov.uk"
 DEFAULT_TEMPLATE = "default"
+_API_KEY = re.compile(r".+-([0-9a-fA-F-]{36})-([0-9a-fA-F-]{36})")
 
 
 def reference_for(email: Email) -> str:
     digest = hashlib.sha256(email.idempotency_key.encode()).hexdigest()[:16]
     return f"channelflow-{email.id}-{digest}"
+
+
+def _is_api_key(value: str) -> bool:
+    match = _API_KEY.fullmatch(value)
+    if match is None:
+        return False
+    try:
+        for part in match.groups():
+            uuid.UUID(part)
+    except ValueError:
+        return False
+    return True
+
+
+def _never_sent(error: APIError) -> bool:
+    """The request failed before reaching Notify: no connection was ever made."""
+    cause = error.__cause__
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
+        return isinstance(getattr(cause.args[0], "reason", None), NewConnectionError)
+    return False
 
 
 def _problem(error: APIError) -> str:
@@ -70,14 +95,12 @@ class NotifyTransport(Transport):
                 "GOV.UK Notify needs a template id for every kind of email; "
                 f"set [notify.templates] {missing[0]} (or default) in the configuration file"
             )
-        try:
-            self._client = NotificationsAPIClient(api_key, base_url=base_url, timeout=timeout)
-        except AssertionError:
+        if not _is_api_key(api_key):
             raise MailConfigurationError(
-                "CHANNELFLOW_NOTIFY_API_KEY is not a Notify API key"
-            ) from None
-        if len(api_key) < 74:
-            raise MailConfigurationError("CHANNELFLOW_NOTIFY_API_KEY is not a Notify API key")
+                "CHANNELFLOW_NOTIFY_API_KEY is not a Notify API key "
+                "(a key name, then the service id and the secret, both UUIDs)"
+            )
+        self._client = NotificationsAPIClient(api_key, base_url=base_url, timeout=timeout)
         self._template_ids = dict(template_ids)
         self._timeout = timeout
 
@@ -95,10 +118,6 @@ class NotifyTransport(Transport):
             if found is not None:
                 return found
         personalisation: dict[str, Any] = {"subject": email.subject, "body": email.text}
-        for number, attachment in enumerate(email.attachments, start=1):
-            personalisation[f"attachment_{number}"] = prepare_upload(
-                io.BytesIO(attachment.content), filename=attachment.filename
-            )
         try:
             response = self._client.send_email_notification(
                 email_address=email.recipient,
@@ -118,8 +137,13 @@ class NotifyTransport(Transport):
         notifications = found.get("notifications") or []
         return str(notifications[0]["id"]) if notifications else None
 
+    def close(self) -> None:
+        self._client.request_session.close()
+
     def _classify(self, error: APIError, *, looking_up: bool = False) -> Exception:
         status = error.status_code
+        if error.response is None and _never_sent(error):
+            return TransportUnavailable("cannot connect to GOV.UK Notify")
         if error.response is None:
             # No answer at all: the request may have reached Notify.
             if looking_up:
@@ -141,4 +165,8 @@ class NotifyTransport(Transport):
             # Notify says a 500 was not sent, but a gateway's 502-504 may hide one that was:
             # checking the reference first costs one lookup and rules out a second copy.
             return DeliveryOutcomeUnknown(f"GOV.UK Notify failed ({status}): {detail}")
-        return PermanentDeliveryFailure(f"GOV.UK Notify answered {status}: {detail}")
+        # Notify documents no other status: most likely CHANNELFLOW_NOTIFY_BASE_URL is wrong,
+        # which no message should die of.
+        return TransportUnavailable(
+            f"GOV.UK Notify answered {status}: {detail}; check CHANNELFLOW_NOTIFY_BASE_URL"
+        )
