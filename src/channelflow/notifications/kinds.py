@@ -17,8 +17,9 @@ from typing import Any
 
 from channelflow.exceptions import InvalidInput
 
-_REFERENCE = re.compile(r"^[A-Z0-9]{1,16}-\d{4}-\d{4,}$")
-_LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+# ASCII only and the whole value (fullmatch: "$" would let a trailing newline through).
+_REFERENCE = re.compile(r"[A-Z0-9]{1,16}-[0-9]{4}-[0-9]{4,}")
+_LABEL = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 MAX_DETAIL = 200
 
 
@@ -34,13 +35,13 @@ class Kind(StrEnum):
 
 
 def _reference(value: str) -> str:
-    if not isinstance(value, str) or not _REFERENCE.match(value):
+    if not isinstance(value, str) or not _REFERENCE.fullmatch(value):
         raise InvalidInput("an email may only name a case by its reference")
     return value
 
 
 def _label(value: str) -> str:
-    if not isinstance(value, str) or not _LABEL.match(value):
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise InvalidInput("an email label must be an identifier such as a state or role name")
     return value
 

@@ -107,11 +107,12 @@ class Templates:
         name = template_name(kind, part)
         try:
             return self._environment.get_template(name).render(names)
-        except jinja2.TemplateNotFound:
-            raise TemplateError(f"template {name} is missing") from None
+        except jinja2.TemplateNotFound as error:
+            # The missing file may be one this template extends or includes.
+            raise TemplateError(f"template {error.name or name} is missing") from None
         except jinja2.TemplateSyntaxError as error:
             raise TemplateError(
-                f"template {name} line {error.lineno} is broken: {error.message}"
+                f"template {error.name or name} line {error.lineno} is broken: {error.message}"
             ) from None
         except jinja2.UndefinedError as error:
             raise TemplateError(f"template {name} uses an unknown name ({error.message})") from None
