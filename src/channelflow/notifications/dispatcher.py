@@ -27,6 +27,7 @@ from channelflow.exceptions import (
 from channelflow.notifications import outbox
 from channelflow.notifications.outbox import Claimed
 from channelflow.notifications.transports.base import Transport
+from channelflow.store.db import DriverConnection, autocommit_connection
 
 log = logging.getLogger("channelflow.outbox")
 
@@ -84,53 +85,58 @@ class Dispatcher:
         """Send everything due now, batch by batch, until nothing is due or ``stop`` is set."""
         report = PassReport()
         try:
-            while not (stop is not None and stop.is_set()):
-                claimed = outbox.claim(
-                    self.engine,
-                    now=clock.now(),
-                    lease=self.lease,
-                    limit=self.batch,
-                    sender=self.sender,
-                )
-                if not claimed:
-                    break
-                self._send_batch(claimed, report, stop)
-                if report.stopped_because is not None:
-                    break
+            with autocommit_connection(self.engine) as connection:
+                while not (stop is not None and stop.is_set()):
+                    claimed = outbox.claim(
+                        connection,
+                        now=clock.now(),
+                        lease=self.lease,
+                        limit=self.batch,
+                        sender=self.sender,
+                    )
+                    if not claimed:
+                        break
+                    self._send_batch(connection, claimed, report, stop)
+                    if report.stopped_because is not None:
+                        break
         finally:
             self.transport.close()
         return report
 
     def _send_batch(
-        self, claimed: list[Claimed], report: PassReport, stop: threading.Event | None
+        self,
+        connection: DriverConnection,
+        claimed: list[Claimed],
+        report: PassReport,
+        stop: threading.Event | None,
     ) -> None:
         safety = timedelta(seconds=self.transport.timeout)
         for position, item in enumerate(claimed):
             halted = stop is not None and stop.is_set()
             if halted or report.stopped_because is not None:
-                self._release(claimed[position:])
+                self._release(connection, claimed[position:])
                 return
             if clock.now() + safety >= item.lease_expires_at:
                 # Our claim could run out mid-send and another dispatcher take the message.
-                self._release(claimed[position:])
+                self._release(connection, claimed[position:])
                 return
-            self._send_one(item, report)
+            self._send_one(connection, item, report)
 
-    def _send_one(self, item: Claimed, report: PassReport) -> None:
+    def _send_one(self, connection: DriverConnection, item: Claimed, report: PassReport) -> None:
         email = item.email
         try:
             provider_id = self.transport.send(email, outcome_unknown=item.outcome_unknown)
         except PermanentDeliveryFailure as error:
-            self._failed(item, error.message, report, permanent=True)
+            self._failed(connection, item, error.message, report, permanent=True)
         except TransportUnavailable as error:
             report.stopped_because = error.message
-            self._failed(item, error.message, report)
+            self._failed(connection, item, error.message, report)
         except DeliveryOutcomeUnknown as error:
-            self._failed(item, error.message, report, unknown=True)
+            self._failed(connection, item, error.message, report, unknown=True)
         except TransientDeliveryFailure as error:
-            self._failed(item, error.message, report)
+            self._failed(connection, item, error.message, report)
         else:
-            if outbox.record_sent(self.engine, item, provider_id=provider_id, now=clock.now()):
+            if outbox.record_sent(connection, item, provider_id=provider_id, now=clock.now()):
                 report.sent.append(email.id)
                 log.info("outbox %d (%s) sent, attempt %d", email.id, email.kind, item.attempts)
             else:
@@ -138,6 +144,7 @@ class Dispatcher:
 
     def _failed(
         self,
+        connection: DriverConnection,
         item: Claimed,
         reason: str,
         report: PassReport,
@@ -151,7 +158,7 @@ class Dispatcher:
             reason = f"{reason} (gave up after {item.attempts} attempts)"
         next_attempt = None if dead else clock.now() + self.retry.delay(item.attempts, self.rng)
         if not outbox.record_failure(
-            self.engine,
+            connection,
             item,
             error=reason,
             next_attempt_at=next_attempt,
@@ -171,6 +178,6 @@ class Dispatcher:
                 next_attempt.isoformat() if next_attempt else "none",
             )
 
-    def _release(self, items: list[Claimed]) -> None:
+    def _release(self, connection: DriverConnection, items: list[Claimed]) -> None:
         for item in items:
-            outbox.release(self.engine, item)
+            outbox.release(connection, item)

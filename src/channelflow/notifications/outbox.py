@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, case, or_, select, update
@@ -23,14 +24,9 @@ from sqlmodel import col
 from channelflow.exceptions import NotFound, Refused
 from channelflow.notifications.message import Attachment, Email, attachments_from_json
 from channelflow.notifications.message import attachments_to_json as _attachments_json
-from channelflow.store.db import (
-    DriverConnection,
-    DriverStatement,
-    driver_transaction,
-    read_session,
-    write_connection,
-)
+from channelflow.store.db import DriverConnection, DriverStatement, read_session, write_connection
 from channelflow.store.models import OutboxMessage
+from channelflow.store.types import UTCDateTime
 
 TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
 MAX_ERROR = 500
@@ -118,10 +114,13 @@ def enqueue(
     )
 
 
-def _due(now: datetime) -> Any:
+def _due() -> Any:
+    now = bindparam("now", type_=UTCDateTime())
+    status = col(OutboxMessage.status)
+    # Comparisons, not IN (...): a driver-level statement cannot expand a list.
     return or_(
         and_(
-            col(OutboxMessage.status).in_([Status.QUEUED.value, Status.FAILED.value]),
+            or_(status == Status.QUEUED.value, status == Status.FAILED.value),
             col(OutboxMessage.next_attempt_at) <= now,
         ),
         and_(
@@ -131,45 +130,54 @@ def _due(now: datetime) -> Any:
     )
 
 
-def claim(
-    engine: Engine, *, now: datetime, lease: timedelta, limit: int, sender: str
-) -> list[Claimed]:
-    """Take up to ``limit`` due messages for this dispatcher, marking them ``sending``.
+@cache
+def _claim_statement(limit: int) -> DriverStatement:
+    """Mark up to ``limit`` due messages ``sending`` and return them, in one statement.
 
-    On PostgreSQL rows another dispatcher holds are skipped (FOR UPDATE SKIP LOCKED); on
-    SQLite the claim runs under the database's write lock. Either way no two dispatchers
-    hold the same message while its lease lasts.
+    On PostgreSQL the chosen rows are locked and rows another dispatcher has locked are
+    skipped (FOR UPDATE SKIP LOCKED, in a CTE so it runs once); SQLite runs the statement
+    under its write lock. Either way no two dispatchers claim the same message.
     """
+    due = (
+        select(col(OutboxMessage.id))
+        .where(_due())
+        .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    return DriverStatement(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(select(due.c.id)))
+        .values(
+            status=Status.SENDING.value,
+            attempts=col(OutboxMessage.attempts) + 1,
+            claim_token=bindparam("token"),
+            lease_expires_at=bindparam("expires", type_=UTCDateTime()),
+            # A message still "sending" when claimed again was in flight when its
+            # dispatcher died: the provider may have it.
+            outcome_unknown=case(
+                (col(OutboxMessage.status) == Status.SENDING.value, True),
+                else_=col(OutboxMessage.outcome_unknown),
+            ),
+        )
+        .returning(*TABLE.c)
+    )
+
+
+def claim(
+    connection: DriverConnection,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    sender: str,
+) -> list[Claimed]:
+    """Take up to ``limit`` due messages for this dispatcher, oldest due first."""
     token = uuid.uuid4().hex
     expires = now + lease
-    with write_connection(engine, writers_lock=False) as connection:
-        ids = list(
-            connection.execute(
-                select(col(OutboxMessage.id))
-                .where(_due(now))
-                .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
-        if not ids:
-            return []
-        rows = connection.execute(
-            update(OutboxMessage)
-            .where(col(OutboxMessage.id).in_(ids))
-            .values(
-                status=Status.SENDING.value,
-                attempts=col(OutboxMessage.attempts) + 1,
-                claim_token=token,
-                lease_expires_at=expires,
-                outcome_unknown=case(
-                    (col(OutboxMessage.status) == Status.SENDING.value, True),
-                    else_=col(OutboxMessage.outcome_unknown),
-                ),
-            )
-            .returning(*TABLE.c)
-        ).all()
-    rows = sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
+    rows = _claim_statement(limit).all(connection, {"now": now, "token": token, "expires": expires})
+    rows.sort(key=lambda row: (row.next_attempt_at, row.id))
     return [
         Claimed(
             email=Email(
@@ -187,7 +195,7 @@ def claim(
             token=token,
             attempts=row.attempts,
             lease_expires_at=expires,
-            outcome_unknown=row.outcome_unknown,
+            outcome_unknown=bool(row.outcome_unknown),
         )
         for row in rows
     ]
@@ -226,27 +234,29 @@ _DEAD = _finishing(
 _RELEASED = _finishing(status=bindparam("new_status"), attempts=bindparam("new_attempts"))
 
 
-def _finish(engine: Engine, claimed: Claimed, statement: DriverStatement, **values: Any) -> bool:
+def _finish(
+    connection: DriverConnection, claimed: Claimed, statement: DriverStatement, **values: Any
+) -> bool:
     """Record an attempt's result, only if this dispatcher still holds the message.
 
-    One short transaction per message, committed before the next message goes, so a killed
-    dispatcher leaves at most the message in flight unrecorded. The commit does not wait
-    for the disk: a power cut could lose the last few records, and the worst that does is
-    send those messages again as of unknown outcome, with the same Message-ID.
+    One statement, committed before the next message goes, so a killed dispatcher leaves
+    at most the message in flight unrecorded (see `autocommit_connection` for what a power
+    cut can do: send the last few again, as of unknown outcome, with the same Message-ID).
     """
-    with driver_transaction(engine, writers_lock=False, durable=False) as connection:
-        changed = statement.execute(
-            connection, {"message_id": claimed.email.id, "token": claimed.token, **values}
-        )
+    changed = statement.execute(
+        connection, {"message_id": claimed.email.id, "token": claimed.token, **values}
+    )
     return bool(changed)
 
 
-def record_sent(engine: Engine, claimed: Claimed, *, provider_id: str, now: datetime) -> bool:
-    return _finish(engine, claimed, _SENT, new_provider_id=provider_id[:255], new_sent_at=now)
+def record_sent(
+    connection: DriverConnection, claimed: Claimed, *, provider_id: str, now: datetime
+) -> bool:
+    return _finish(connection, claimed, _SENT, new_provider_id=provider_id[:255], new_sent_at=now)
 
 
 def record_failure(
-    engine: Engine,
+    connection: DriverConnection,
     claimed: Claimed,
     *,
     error: str,
@@ -259,14 +269,14 @@ def record_failure(
         "new_outcome_unknown": outcome_unknown or claimed.outcome_unknown,
     }
     if next_attempt_at is None:
-        return _finish(engine, claimed, _DEAD, **values)
-    return _finish(engine, claimed, _FAILED, new_next_attempt_at=next_attempt_at, **values)
+        return _finish(connection, claimed, _DEAD, **values)
+    return _finish(connection, claimed, _FAILED, new_next_attempt_at=next_attempt_at, **values)
 
 
-def release(engine: Engine, claimed: Claimed) -> bool:
+def release(connection: DriverConnection, claimed: Claimed) -> bool:
     """Hand back a claimed message that was never attempted, due at once, attempt uncounted."""
     return _finish(
-        engine,
+        connection,
         claimed,
         _RELEASED,
         new_status=Status.FAILED.value if claimed.attempts > 1 else Status.QUEUED.value,

@@ -112,18 +112,11 @@ class DriverConnection:
 
 
 @contextmanager
-def driver_transaction(
-    engine: Engine, *, writers_lock: bool = True, durable: bool = True
-) -> Iterator[DriverConnection]:
+def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
     """:func:`write_connection` without SQLAlchemy's connection layer, for `DriverStatement`s.
 
     The same transaction and the same writers' lock; it exists because a change is only a
     few statements and SQLAlchemy's per-transaction bookkeeping was a tenth of its cost.
-
-    ``durable=False`` commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
-    PostgreSQL ``synchronous_commit=off``): a killed process loses nothing, but a power cut
-    or a database server crash may lose the last such commits. Only for records whose loss
-    is harmless by design, such as the outbox's (see `channelflow.notifications.outbox`).
     """
     try:
         pooled = engine.raw_connection()
@@ -136,9 +129,9 @@ def driver_transaction(
     assert driver is not None
     connection = DriverConnection(engine.dialect, driver)
     transaction = (
-        _postgres_transaction(connection, writers_lock=writers_lock, durable=durable)
+        _postgres_transaction(connection)
         if engine.dialect.name == "postgresql"
-        else _sqlite_transaction(connection, durable=durable)
+        else _sqlite_transaction(connection)
     )
     try:
         with transaction:
@@ -148,32 +141,28 @@ def driver_transaction(
 
 
 @contextmanager
-def _sqlite_transaction(connection: DriverConnection, *, durable: bool) -> Iterator[None]:
+def _sqlite_transaction(connection: DriverConnection) -> Iterator[None]:
     driver = connection.driver
-    if not durable:
-        driver.execute("PRAGMA synchronous=NORMAL")
     try:
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            raise DatabaseUnavailable(
-                "the database is busy (another process has held it for a minute); try again"
-            ) from None
-        try:
-            yield
-            driver.commit()
-        finally:
-            if driver.in_transaction:
-                driver.rollback()
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        raise _busy() from None
+    try:
+        yield
+        driver.commit()
     finally:
-        if not durable:
-            driver.execute("PRAGMA synchronous=FULL")
+        if driver.in_transaction:
+            driver.rollback()
+
+
+def _busy() -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        "the database is busy (another process has held it for a minute); try again"
+    )
 
 
 @contextmanager
-def _postgres_transaction(
-    connection: DriverConnection, *, writers_lock: bool, durable: bool
-) -> Iterator[None]:
+def _postgres_transaction(connection: DriverConnection) -> Iterator[None]:
     """BEGIN with the writers' lock, and the last writes with COMMIT: a round trip each.
 
     psycopg would send BEGIN on its own, and wait for each statement's answer. Whatever
@@ -183,9 +172,7 @@ def _postgres_transaction(
     driver.autocommit = True
     try:
         # Without parameters psycopg uses the simple protocol, which allows two statements.
-        lock = f"; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})" if writers_lock else ""
-        relaxed = "" if durable else "; SET LOCAL synchronous_commit = off"
-        driver.execute(f"BEGIN{lock}{relaxed}")
+        driver.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_WRITERS_LOCK_KEY})")
         yield
         with driver.pipeline(), driver.cursor() as cursor:
             for sql, rows in connection.with_commit:
@@ -196,6 +183,48 @@ def _postgres_transaction(
             if driver.info.transaction_status != _PG_IDLE:
                 driver.execute("ROLLBACK")
             driver.autocommit = False
+
+
+@contextmanager
+def autocommit_connection(engine: Engine) -> Iterator[DriverConnection]:
+    """One driver connection on which each statement commits by itself, without waiting for
+    the disk (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``).
+
+    For work made of single-statement changes whose last few may be lost harmlessly in a
+    power cut or a database server crash, such as the outbox's claims and delivery records;
+    a killed client process loses none of them. The connection goes back to the pool with
+    its usual settings.
+    """
+    try:
+        pooled = engine.raw_connection()
+    except OperationalError:
+        raise DatabaseUnavailable(
+            f"cannot open the {engine.dialect.name} database; check the database URL "
+            "and that the server is running"
+        ) from None
+    driver = pooled.driver_connection
+    assert driver is not None
+    postgres = engine.dialect.name == "postgresql"
+    try:
+        if postgres:
+            driver.autocommit = True
+            driver.execute("SET synchronous_commit = off")
+        else:
+            driver.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield DriverConnection(engine.dialect, driver)
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise _busy() from None
+            raise
+        finally:
+            if postgres and not driver.closed:
+                driver.execute("RESET synchronous_commit")
+                driver.autocommit = False
+            elif not postgres:
+                driver.execute("PRAGMA synchronous=FULL")
+    finally:
+        pooled.close()
 
 
 def _driver_of(connection: Connection | DriverConnection) -> tuple[Dialect, Any]:
@@ -350,7 +379,9 @@ class DriverStatement:
         if found is None:
             found = [
                 (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
-                for column in self._statement.selected_columns
+                for column in getattr(
+                    self._statement, "selected_columns", self._statement.exported_columns
+                )
             ]
             self._result_readers[dialect.name] = found
         return found
