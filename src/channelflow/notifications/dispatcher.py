@@ -180,4 +180,4 @@ class Dispatcher:
 
     def _release(self, connection: DriverConnection, items: list[Claimed]) -> None:
         for item in items:
-            outbox.release(connection, item)
+            outbox.release(connection, item, now=clock.now())

@@ -2,8 +2,9 @@
 
 Statuses: ``queued`` -> ``sending`` (claimed, under a lease) -> ``sent``; a transient failure
 goes to ``failed`` with a next attempt time, a permanent one (or too many attempts) to ``dead``.
-A ``sending`` row whose lease has run out belonged to a dispatcher that died mid-send: it is
-claimed again, and its outcome is marked unknown because the provider may have received it.
+A ``sending`` row's next attempt time is when its lease runs out: if it is still ``sending``
+then, its dispatcher died mid-send, so it is claimed again, its outcome marked unknown
+because the provider may have received it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, or_, select, update
+from sqlalchemy import Engine, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import col
@@ -114,22 +115,6 @@ def enqueue(
     )
 
 
-def _due() -> Any:
-    now = bindparam("now", type_=UTCDateTime())
-    status = col(OutboxMessage.status)
-    # Comparisons, not IN (...): a driver-level statement cannot expand a list.
-    return or_(
-        and_(
-            or_(status == Status.QUEUED.value, status == Status.FAILED.value),
-            col(OutboxMessage.next_attempt_at) <= now,
-        ),
-        and_(
-            col(OutboxMessage.status) == Status.SENDING.value,
-            col(OutboxMessage.lease_expires_at) <= now,
-        ),
-    )
-
-
 @cache
 def _claim_statement(limit: int) -> DriverStatement:
     """Mark up to ``limit`` due messages ``sending`` and return them, in one statement.
@@ -140,7 +125,7 @@ def _claim_statement(limit: int) -> DriverStatement:
     """
     due = (
         select(col(OutboxMessage.id))
-        .where(_due())
+        .where(col(OutboxMessage.next_attempt_at) <= bindparam("now", type_=UTCDateTime()))
         .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -153,7 +138,7 @@ def _claim_statement(limit: int) -> DriverStatement:
             status=Status.SENDING.value,
             attempts=col(OutboxMessage.attempts) + 1,
             claim_token=bindparam("token"),
-            lease_expires_at=bindparam("expires", type_=UTCDateTime()),
+            next_attempt_at=bindparam("expires", type_=UTCDateTime()),
             # A message still "sending" when claimed again was in flight when its
             # dispatcher died: the provider may have it.
             outcome_unknown=case(
@@ -210,12 +195,13 @@ def _finishing(**values: Any) -> DriverStatement:
             col(OutboxMessage.claim_token) == bindparam("token"),
             col(OutboxMessage.status) == Status.SENDING.value,
         )
-        .values(claim_token=None, lease_expires_at=None, **values)
+        .values(claim_token=None, **values)
     )
 
 
 _SENT = _finishing(
     status=Status.SENT.value,
+    next_attempt_at=None,
     provider_id=bindparam("new_provider_id"),
     sent_at=bindparam("new_sent_at"),
     outcome_unknown=False,
@@ -228,10 +214,15 @@ _FAILED = _finishing(
 )
 _DEAD = _finishing(
     status=Status.DEAD.value,
+    next_attempt_at=None,
     last_error=bindparam("new_error"),
     outcome_unknown=bindparam("new_outcome_unknown"),
 )
-_RELEASED = _finishing(status=bindparam("new_status"), attempts=bindparam("new_attempts"))
+_RELEASED = _finishing(
+    status=bindparam("new_status"),
+    attempts=bindparam("new_attempts"),
+    next_attempt_at=bindparam("new_next_attempt_at"),
+)
 
 
 def _finish(
@@ -273,7 +264,7 @@ def record_failure(
     return _finish(connection, claimed, _FAILED, new_next_attempt_at=next_attempt_at, **values)
 
 
-def release(connection: DriverConnection, claimed: Claimed) -> bool:
+def release(connection: DriverConnection, claimed: Claimed, *, now: datetime) -> bool:
     """Hand back a claimed message that was never attempted, due at once, attempt uncounted."""
     return _finish(
         connection,
@@ -281,6 +272,7 @@ def release(connection: DriverConnection, claimed: Claimed) -> bool:
         _RELEASED,
         new_status=Status.FAILED.value if claimed.attempts > 1 else Status.QUEUED.value,
         new_attempts=claimed.attempts - 1,
+        new_next_attempt_at=now,
     )
 
 
@@ -293,7 +285,7 @@ def give_up(engine: Engine, message_id: int, *, reason: str) -> None:
                 col(OutboxMessage.id) == message_id,
                 col(OutboxMessage.status).in_([Status.QUEUED.value, Status.FAILED.value]),
             )
-            .values(status=Status.DEAD.value, last_error=reason[:MAX_ERROR])
+            .values(status=Status.DEAD.value, last_error=reason[:MAX_ERROR], next_attempt_at=None)
         )
 
 
@@ -307,14 +299,14 @@ def retry(engine: Engine, message_id: int, *, now: datetime) -> OutboxMessage:
             raise NotFound(f"no outbox message has id {message_id}")
         if message.status == Status.SENT.value:
             raise Refused(f"outbox message {message_id} was already sent")
-        live_lease = message.lease_expires_at is not None and message.lease_expires_at > now
+        live_lease = message.next_attempt_at is not None and message.next_attempt_at > now
         if message.status == Status.SENDING.value and live_lease:
             raise Refused(f"outbox message {message_id} is being sent now")
         status = Status.QUEUED.value if message.attempts == 0 else Status.FAILED.value
         connection.execute(
             update(OutboxMessage)
             .where(col(OutboxMessage.id) == message_id)
-            .values(status=status, next_attempt_at=now, claim_token=None, lease_expires_at=None)
+            .values(status=status, next_attempt_at=now, claim_token=None)
         )
     return list_messages(engine, message_id=message_id)[0]
 

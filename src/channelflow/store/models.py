@@ -159,7 +159,7 @@ class OutboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "next_attempt_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
@@ -172,11 +172,13 @@ class OutboxMessage(SQLModel, table=True):
     attachments: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(sa_column=Column(String(16), nullable=False))
     attempts: int = Field(sa_column=Column(Integer, nullable=False))
-    next_attempt_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    claim_token: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
-    lease_expires_at: datetime | None = Field(
+    # When a dispatcher may next take the message: queued and failed ones when due, a
+    # sending one when its claim's lease runs out; none once sent or dead. One indexed
+    # column, so finding due mail stays one index range however much history there is.
+    next_attempt_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
+    claim_token: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     # An attempt may have reached the provider without us hearing back.
     outcome_unknown: bool = Field(
         default=False, sa_column=Column(Boolean, nullable=False, server_default=false())

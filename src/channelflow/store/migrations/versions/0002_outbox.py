@@ -29,9 +29,8 @@ def upgrade() -> None:
         sa.Column("attachments", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("claim_token", sa.String(length=32), nullable=True),
-        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("outcome_unknown", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("provider_id", sa.String(length=255), nullable=True),
@@ -40,7 +39,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("idempotency_key"),
     )
-    op.create_index("ix_outbox_due", "outbox", ["status", "next_attempt_at"], unique=False)
+    op.create_index("ix_outbox_due", "outbox", ["next_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
