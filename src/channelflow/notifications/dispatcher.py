@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -110,37 +111,77 @@ class Dispatcher:
         report: PassReport,
         stop: threading.Event | None,
     ) -> None:
-        safety = timedelta(seconds=self.transport.timeout)
-        for position, item in enumerate(claimed):
-            halted = stop is not None and stop.is_set()
-            if halted or report.stopped_because is not None:
-                self._release(connection, claimed[position:])
-                return
-            if clock.now() + safety >= item.lease_expires_at:
-                # Our claim could run out mid-send and another dispatcher take the message.
-                self._release(connection, claimed[position:])
-                return
-            self._send_one(connection, item, report)
+        """Send a claimed batch, each message's result recorded before the next can go.
 
-    def _send_one(self, connection: DriverConnection, item: Claimed, report: PassReport) -> None:
+        A success is recorded while the next message's first request is on its way (the
+        transport's ``while_waiting``), and always before that message can be delivered, so
+        at most one delivered message is ever unrecorded.
+        """
+        safety = timedelta(seconds=self.transport.timeout)
+        unrecorded: list[Callable[[], None]] = []
+
+        def record_previous() -> None:
+            while unrecorded:
+                unrecorded.pop()()
+
+        try:
+            for position, item in enumerate(claimed):
+                halted = stop is not None and stop.is_set()
+                # A claim about to run out could pass the message to another dispatcher.
+                expiring = clock.now() + safety >= item.lease_expires_at
+                if halted or expiring or report.stopped_because is not None:
+                    record_previous()
+                    self._release(connection, claimed[position:])
+                    return
+                self._send_one(connection, item, report, record_previous, unrecorded)
+        finally:
+            record_previous()
+
+    def _send_one(
+        self,
+        connection: DriverConnection,
+        item: Claimed,
+        report: PassReport,
+        record_previous: Callable[[], None],
+        unrecorded: list[Callable[[], None]],
+    ) -> None:
         email = item.email
         try:
-            provider_id = self.transport.send(email, outcome_unknown=item.outcome_unknown)
+            provider_id = self.transport.send(
+                email, outcome_unknown=item.outcome_unknown, while_waiting=record_previous
+            )
         except PermanentDeliveryFailure as error:
+            record_previous()
             self._failed(connection, item, error.message, report, permanent=True)
         except TransportUnavailable as error:
+            record_previous()
             report.stopped_because = error.message
             self._failed(connection, item, error.message, report)
         except DeliveryOutcomeUnknown as error:
+            record_previous()
             self._failed(connection, item, error.message, report, unknown=True)
         except TransientDeliveryFailure as error:
+            record_previous()
             self._failed(connection, item, error.message, report)
         else:
-            if outbox.record_sent(connection, item, provider_id=provider_id, now=clock.now()):
-                report.sent.append(email.id)
-                log.info("outbox %d (%s) sent, attempt %d", email.id, email.kind, item.attempts)
-            else:
-                log.warning("outbox %d was sent after this dispatcher's claim ran out", email.id)
+            record_previous()
+            sent_at = clock.now()
+            unrecorded.append(lambda: self._sent(connection, item, provider_id, sent_at, report))
+
+    def _sent(
+        self,
+        connection: DriverConnection,
+        item: Claimed,
+        provider_id: str,
+        sent_at: datetime,
+        report: PassReport,
+    ) -> None:
+        email = item.email
+        if outbox.record_sent(connection, item, provider_id=provider_id, now=sent_at):
+            report.sent.append(email.id)
+            log.info("outbox %d (%s) sent, attempt %d", email.id, email.kind, item.attempts)
+        else:
+            log.warning("outbox %d was sent after this dispatcher's claim ran out", email.id)
 
     def _failed(
         self,

@@ -8,6 +8,7 @@ have it), transport unavailable (nothing can go now) or permanent (never retry).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from channelflow.notifications.message import Email
 
@@ -16,9 +17,20 @@ class Transport(ABC):
     name: str
 
     @abstractmethod
-    def send(self, email: Email, *, outcome_unknown: bool) -> str:
+    def send(
+        self,
+        email: Email,
+        *,
+        outcome_unknown: bool,
+        while_waiting: Callable[[], None] = lambda: None,
+    ) -> str:
         """Deliver ``email``; ``outcome_unknown`` says an earlier attempt may have reached
-        the provider, so a transport that can look that up should before sending again."""
+        the provider, so a transport that can look that up should before sending again.
+
+        ``while_waiting`` must be called before anything of ``email`` can be delivered,
+        ideally while the provider works on a first request (the dispatcher records the
+        previous message's result there, in time that would otherwise be spent waiting).
+        """
 
     @property
     def timeout(self) -> float:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from channelflow.exceptions import TransportUnavailable
@@ -28,8 +29,15 @@ class FileTransport(Transport):
     def __init__(self, *, directory: Path = DEFAULT_MAIL_DIR) -> None:
         self.directory = directory
 
-    def send(self, email: Email, *, outcome_unknown: bool) -> str:
+    def send(
+        self,
+        email: Email,
+        *,
+        outcome_unknown: bool,
+        while_waiting: Callable[[], None] = lambda: None,
+    ) -> str:
         """Write atomically: a reader sees the whole file or none; a resend replaces it."""
+        while_waiting()
         name = file_name(email.idempotency_key)
         content = email.as_bytes()
         try:

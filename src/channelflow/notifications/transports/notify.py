@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -111,7 +111,14 @@ class NotifyTransport(Transport):
     def template_for(self, kind: str) -> str:
         return self._template_ids.get(kind) or self._template_ids[DEFAULT_TEMPLATE]
 
-    def send(self, email: Email, *, outcome_unknown: bool) -> str:
+    def send(
+        self,
+        email: Email,
+        *,
+        outcome_unknown: bool,
+        while_waiting: Callable[[], None] = lambda: None,
+    ) -> str:
+        while_waiting()
         reference = reference_for(email)
         if outcome_unknown:
             found = self._already_sent(reference)

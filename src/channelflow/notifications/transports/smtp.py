@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -114,10 +115,16 @@ class SmtpTransport(Transport):
         self._connection = connection
         return connection
 
-    def send(self, email: Email, *, outcome_unknown: bool) -> str:
+    def send(
+        self,
+        email: Email,
+        *,
+        outcome_unknown: bool,
+        while_waiting: Callable[[], None] = lambda: None,
+    ) -> str:
         reused = self._connection is not None
         try:
-            return self._send(email)
+            return self._send(email, while_waiting)
         except _Dropped:
             self.close()
             if not reused:
@@ -126,20 +133,29 @@ class SmtpTransport(Transport):
                 ) from None
         # A kept-open connection may have been closed by the server while idle: once more.
         try:
-            return self._send(email)
+            return self._send(email, while_waiting)
         except _Dropped:
             self.close()
             raise TransientDeliveryFailure(
                 "the SMTP server closed the connection before the message was sent"
             ) from None
 
-    def _send(self, email: Email) -> str:
+    def _send(self, email: Email, while_waiting: Callable[[], None]) -> str:
         connection = self._connection or self._connect()
         try:
-            code, text = connection.mail(email.sender)
+            # Addresses are checked plain ASCII when queued, so they need no quoting (and
+            # smtplib's own quoting parses each address again, for every message).
+            connection.putcmd("mail", f"FROM:<{email.sender}>")
+            try:
+                while_waiting()
+            except BaseException:
+                self.close()
+                raise
+            code, text = connection.getreply()
             if code != 250:
                 raise _refused("the sender", code, text)
-            code, text = connection.rcpt(email.recipient)
+            connection.putcmd("rcpt", f"TO:<{email.recipient}>")
+            code, text = connection.getreply()
             if code not in (250, 251):
                 raise _refused("the recipient", code, text)
         except (smtplib.SMTPServerDisconnected, OSError):
