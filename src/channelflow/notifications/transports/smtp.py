@@ -146,11 +146,13 @@ class SmtpTransport(Transport):
             # Addresses are checked plain ASCII when queued, so they need no quoting (and
             # smtplib's own quoting parses each address again, for every message).
             connection.putcmd("mail", f"FROM:<{email.sender}>")
+            # Work done while the server answers costs no time.
             try:
                 while_waiting()
             except BaseException:
                 self.close()
                 raise
+            payload = email.as_bytes()
             code, text = connection.getreply()
             if code != 250:
                 raise _refused("the sender", code, text)
@@ -165,7 +167,7 @@ class SmtpTransport(Transport):
             raise
         try:
             # data() raises for a refused DATA command, but returns the final reply.
-            code, text = connection.data(email.as_bytes())
+            code, text = connection.data(payload)
         except smtplib.SMTPDataError as error:
             self._reset(error.smtp_code)
             raise _refused("the message", error.smtp_code, error.smtp_error) from None
