@@ -34,7 +34,7 @@ log = logging.getLogger("channelflow.outbox")
 
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_LEASE = timedelta(minutes=10)
-DEFAULT_BATCH = 20
+DEFAULT_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ class Dispatcher:
         self.sender = sender
         self.retry = retry or RetryPolicy()
         self.batch = batch
-        # A claim must outlast a whole batch of sends that each take the longest they may.
-        self.lease = max(lease, timedelta(seconds=transport.timeout * (batch + 1)))
+        # Before each send the claim must still have a send's longest time to run (else the
+        # rest of the batch is handed back), so it must last a few of those at least.
+        self.lease = max(lease, timedelta(seconds=transport.timeout * 3))
         self.rng = rng or random.Random()
 
     def run_once(self, *, stop: threading.Event | None = None) -> PassReport:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -37,12 +38,14 @@ def template_name(kind: Kind, part: str) -> str:
     return f"{kind.value}.{part}.j2"
 
 
+@lru_cache(maxsize=4096)
 def _long_date(value: date | datetime) -> str:
     if isinstance(value, datetime):
         value = clock.local_date(value)
     return f"{value:%A} {value.day} {value:%B %Y}"
 
 
+@lru_cache(maxsize=1024)
 def _local_time(value: datetime) -> str:
     local = value.astimezone(clock.LOCAL_ZONE)
     return f"{_long_date(local.date())} at {local:%H:%M}"
@@ -74,6 +77,9 @@ class Templates:
                 enabled_extensions=("html.j2",), default_for_string=False
             ),
             keep_trailing_newline=True,
+            # Templates are read once per process (and checked at start): not stat()ed on
+            # every render. A long-running process picks up edited overrides on restart.
+            auto_reload=False,
             trim_blocks=True,
             lstrip_blocks=True,
         )

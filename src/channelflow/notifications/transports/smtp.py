@@ -152,11 +152,11 @@ class SmtpTransport(Transport):
             except BaseException:
                 self.close()
                 raise
-            payload = email.as_bytes()
             code, text = connection.getreply()
             if code != 250:
                 raise _refused("the sender", code, text)
             connection.putcmd("rcpt", f"TO:<{email.recipient}>")
+            payload = email.as_bytes()
             code, text = connection.getreply()
             if code not in (250, 251):
                 raise _refused("the recipient", code, text)
