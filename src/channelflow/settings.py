@@ -50,7 +50,7 @@ class MailSettings:
     sender: str
     mail_dir: Path
     smtp: SmtpSettings | None
-    notify_api_key: str | None
+    notify_api_key: str | None = field(repr=False)
     notify_base_url: str
     timeout: float
 
@@ -126,7 +126,7 @@ class Settings:
     config_file: Path | None = None
     templates_dir: Path | None = None
     # The CHANNELFLOW_* variables, for settings parsed only when used (mail).
-    environment: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_environment(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from channelflow.exceptions import (
@@ -37,7 +37,7 @@ class SmtpSettings:
     port: int
     tls: TLSMode = TLSMode.STARTTLS
     user: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
 
 
@@ -51,6 +51,13 @@ def _refused(
     step: str, code: int, text: bytes | str
 ) -> TransientDeliveryFailure | PermanentDeliveryFailure:
     reason = f"the SMTP server refused {step}: {_reply(code, text)}"
+    if code == 530:
+        # "Must issue STARTTLS first" / "Authentication required" (RFC 3207, 4954): about
+        # the connection's settings, so every message would get it; none should die of it.
+        return TransportUnavailable(
+            f"{reason}; it wants STARTTLS or a login first: check CHANNELFLOW_SMTP_TLS and "
+            "CHANNELFLOW_SMTP_USER"
+        )
     if 500 <= code < 600:
         return PermanentDeliveryFailure(reason)
     return TransientDeliveryFailure(reason)
