@@ -8,6 +8,7 @@ Each delivered message records how its session was protected and who logged in.
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -48,6 +50,8 @@ def make_certificate(directory: Path, names: str = LOOPBACK_NAMES) -> Certificat
 
     ``names`` is its subjectAltName: what a client checks the server's host name against.
     """
+    if shutil.which("openssl") is None:
+        pytest.skip("the `openssl` command is not installed (needed to make a test certificate)")
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
