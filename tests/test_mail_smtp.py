@@ -325,7 +325,8 @@ def test_a_refused_connection_fails_the_message_stops_the_pass_and_a_later_pass_
     assert "ConnectionRefused" in report.stopped_because
     assert (report.sent, report.failed, report.dead) == ([], [first], [])
     failed = row(runtime, first)
-    assert (failed.status, failed.attempts) == (Status.FAILED, 1)
+    # Nothing could be sent at all: the attempt is not counted, so no outage kills mail.
+    assert (failed.status, failed.attempts) == (Status.FAILED, 0)
     assert failed.last_error == report.stopped_because
     assert failed.next_attempt_at == T0 + FIRST_DELAY
     assert failed.outcome_unknown is False
@@ -339,18 +340,41 @@ def test_a_refused_connection_fails_the_message_stops_the_pass_and_a_later_pass_
         report = send_due(runtime, mail_server.port)
     assert report == PassReport(sent=[first])
     sent = row(runtime, first)
-    assert (sent.status, sent.attempts, sent.sent_at) == (Status.SENT, 2, failed.next_attempt_at)
+    assert (sent.status, sent.attempts, sent.sent_at) == (Status.SENT, 1, failed.next_attempt_at)
     assert [item.rcpt_tos for item in mail_server.received] == [[LEAD_ADDRESS]] * 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["421 4.3.2 Service shutting down", "553 5.7.1 Sender address rejected"],
+    ids=["421-at-MAIL", "553-at-MAIL"],
+)
+def test_a_refused_sender_stops_the_pass_and_kills_nothing(
+    runtime: Runtime, mail_server: MailServer, reply: str
+) -> None:
+    first, second = queue(runtime, assigned(1), assigned(2))
+    mail_server.fail_next(("MAIL", reply))
+
+    report = send_due(runtime, mail_server.port)
+
+    # The sender is the settings' doing: every message would be refused the same way.
+    assert report.stopped_because is not None
+    assert report.stopped_because.startswith(f"the SMTP server refused the sender: {reply}")
+    assert "CHANNELFLOW_MAIL_FROM" in report.stopped_because
+    assert (report.sent, report.failed, report.dead) == ([], [first], [])
+    failed = row(runtime, first)
+    assert (failed.status, failed.attempts) == (Status.FAILED, 0)
+    waiting = row(runtime, second)
+    assert (waiting.status, waiting.attempts) == (Status.QUEUED, 0)
 
 
 @pytest.mark.parametrize(
     ("fault", "step"),
     [
-        (("MAIL", "421 4.3.2 Service shutting down"), "the sender"),
         (TRY_LATER, "the recipient"),
         (("DATA", "451 4.3.0 Queue full, try again later"), "the message"),
     ],
-    ids=["421-at-MAIL", "451-at-RCPT", "451-at-DATA"],
+    ids=["451-at-RCPT", "451-at-DATA"],
 )
 def test_a_transient_refusal_backs_off_and_the_next_due_attempt_sends(
     runtime: Runtime, mail_server: MailServer, fault: tuple[str, str], step: str
@@ -729,7 +753,7 @@ def test_mail_test_with_nothing_listening_exits_7_and_gives_the_message_up(
     assert error.startswith("channelflow: error: the test message (outbox ")
     assert f"cannot connect to the SMTP server 127.0.0.1:{port}" in error
     (listed,) = cli("outbox", "list", "--json").json()
-    assert (listed["kind"], listed["status"], listed["attempts"]) == ("test_message", "dead", 1)
+    assert (listed["kind"], listed["status"], listed["attempts"]) == ("test_message", "dead", 0)
 
 
 def test_mail_test_behind_older_queued_mail_with_nothing_listening_says_why(
@@ -747,7 +771,7 @@ def test_mail_test_behind_older_queued_mail_with_nothing_listening_says_why(
     assert f"cannot connect to the SMTP server 127.0.0.1:{port}" in error
     statuses = {m["kind"]: m["status"] for m in cli("outbox", "list", "--json").json()}
     assert statuses == {"case_assigned": "failed", "test_message": "dead"}
-    assert row(runtime, older).attempts == 1
+    assert row(runtime, older).attempts == 0
 
 
 def test_outbox_list_json_has_the_documented_fields_and_filters_by_status(
@@ -862,7 +886,7 @@ def test_outbox_send_with_the_server_down_exits_7_and_leaves_mail_queued(
         f"channelflow: error: cannot connect to the SMTP server 127.0.0.1:{port}"
     )
     assert error.endswith("unsent email stays queued and is retried later.")
-    assert (row(runtime, first).status, row(runtime, first).attempts) == ("failed", 1)
+    assert (row(runtime, first).status, row(runtime, first).attempts) == ("failed", 0)
     assert (row(runtime, second).status, row(runtime, second).attempts) == ("queued", 0)
 
 
@@ -881,14 +905,17 @@ SMTP_BASE = {"CHANNELFLOW_MAIL_TRANSPORT": "smtp", "CHANNELFLOW_SMTP_HOST": "127
             {**SMTP_BASE, "CHANNELFLOW_SMTP_TLS": "maybe"},
             "CHANNELFLOW_SMTP_TLS must be one of none, starttls or ssl",
         ),
-        ({**SMTP_BASE, "CHANNELFLOW_SMTP_PORT": "abc"}, "CHANNELFLOW_SMTP_PORT must be a number"),
+        (
+            {**SMTP_BASE, "CHANNELFLOW_SMTP_PORT": "abc"},
+            "CHANNELFLOW_SMTP_PORT must be a port number",
+        ),
         (
             {**SMTP_BASE, "CHANNELFLOW_SMTP_PORT": "70000"},
             "CHANNELFLOW_SMTP_PORT must be a port number",
         ),
         (
             {**SMTP_BASE, "CHANNELFLOW_SMTP_TIMEOUT": "0"},
-            "CHANNELFLOW_SMTP_TIMEOUT must be more than zero",
+            "CHANNELFLOW_SMTP_TIMEOUT must be more than 0 and at most 600",
         ),
         (
             {**SMTP_BASE, "CHANNELFLOW_SMTP_USER": "mailer"},
@@ -998,7 +1025,7 @@ def test_accepting_with_the_smtp_server_down_succeeds_and_a_later_send_delivers(
     shown = cli("referral", "show", reference, "--by", "cora", "--json")
     assert (shown.json()["state"], shown.json()["lead"]) == ("accepted", "lee")
     (waiting,) = outbox.list_messages(runtime.engine)
-    assert (waiting.status, waiting.attempts, waiting.recipient) == ("failed", 1, LEAD_ADDRESS)
+    assert (waiting.status, waiting.attempts, waiting.recipient) == ("failed", 0, LEAD_ADDRESS)
     assert mail_server.received == []
 
     use_smtp(monkeypatch, mail_server.port)
@@ -1010,7 +1037,7 @@ def test_accepting_with_the_smtp_server_down_succeeds_and_a_later_send_delivers(
     assert received.rcpt_tos == [LEAD_ADDRESS]
     assert reference in received.parsed()["Subject"]
     assert waiting.id is not None
-    assert (row(runtime, waiting.id).status, row(runtime, waiting.id).attempts) == ("sent", 2)
+    assert (row(runtime, waiting.id).status, row(runtime, waiting.id).attempts) == ("sent", 1)
 
 
 def test_a_mail_settings_typo_never_blocks_a_change_that_notifies(

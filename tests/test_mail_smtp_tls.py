@@ -413,7 +413,7 @@ def test_an_untrusted_certificate_stops_the_pass_and_the_message_stays_failed(
 
     assert report == PassReport(failed=[first], stopped_because=untrusted(port))
     failed = row(runtime, first)
-    assert (failed.status, failed.attempts) == (Status.FAILED, 1)
+    assert (failed.status, failed.attempts) == (Status.FAILED, 0)
     assert failed.next_attempt_at == T0 + FIRST_DELAY
     assert failed.last_error == untrusted(port)
     assert "@" not in failed.last_error
@@ -439,7 +439,7 @@ def test_a_wrong_password_stops_the_pass_keeps_the_mail_and_is_never_written_dow
 
         assert report == PassReport(failed=[first], stopped_because=refused_login(port))
         failed = row(runtime, first)
-        assert (failed.status, failed.attempts) == (Status.FAILED, 1)
+        assert (failed.status, failed.attempts) == (Status.FAILED, 0)
         assert failed.last_error == refused_login(port)
         assert row(runtime, second).status == Status.QUEUED
         assert server.received == []
@@ -458,7 +458,7 @@ def test_a_wrong_password_stops_the_pass_keeps_the_mail_and_is_never_written_dow
         with clock.frozen_at(T0 + FIRST_DELAY):
             assert dispatcher(runtime, right).run_once() == PassReport(sent=[first])
         assert len(server.received) == 2
-    assert (row(runtime, first).status, row(runtime, first).attempts) == (Status.SENT, 2)
+    assert (row(runtime, first).status, row(runtime, first).attempts) == (Status.SENT, 1)
 
 
 @pytest.mark.parametrize(
@@ -569,7 +569,7 @@ def test_mail_test_with_a_wrong_password_exits_7_with_one_line_and_no_password(
     assert "Traceback" not in outcome.err
     listed = cli("outbox", "list", "--json")
     (message,) = listed.json()
-    assert (message["status"], message["attempts"]) == ("dead", 1)
+    assert (message["status"], message["attempts"]) == ("dead", 0)
     assert message["last_error"] == refused_login(port)
     for text in (outcome.out, outcome.err, listed.out):
         assert WRONG_PASSWORD not in text
@@ -600,7 +600,7 @@ def test_outbox_send_with_a_wrong_password_exits_7_and_keeps_the_mail_queued(
         "unsent email stays queued and is retried later."
     )
     assert WRONG_PASSWORD not in outcome.err
-    assert (row(runtime, first).status, row(runtime, first).attempts) == (Status.FAILED, 1)
+    assert (row(runtime, first).status, row(runtime, first).attempts) == (Status.FAILED, 0)
     assert (row(runtime, second).status, row(runtime, second).attempts) == (Status.QUEUED, 0)
 
 

@@ -82,6 +82,7 @@ class Runtime:
 
     def transport(self) -> Transport:
         mail = self.mail
+        config = self.config  # checked whichever transport is used
         if mail.transport == "smtp":
             assert mail.smtp is not None
             return SmtpTransport(mail.smtp)
@@ -89,7 +90,7 @@ class Runtime:
             assert mail.notify_api_key is not None
             return NotifyTransport(
                 api_key=mail.notify_api_key,
-                template_ids=self.config.notify_templates,
+                template_ids=config.notify_templates,
                 base_url=mail.notify_base_url,
                 timeout=mail.timeout,
             )

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from channelflow.audit.keys import DEFAULT_KEY_FILE
 from channelflow.config import DEFAULT_CONFIG_FILE
@@ -20,6 +21,7 @@ from channelflow.store.db import database_url
 from channelflow.workflow.engine import DEFAULT_PREFIX
 
 TRANSPORTS = ("file", "smtp", "notify")
+MAX_TIMEOUT = 600.0
 
 # Every variable channelflow reads, with what it means; shown in `channelflow --help`.
 VARIABLES = {
@@ -75,16 +77,27 @@ class MailSettings:
                 raise MailConfigurationError(
                     "CHANNELFLOW_SMTP_TLS must be one of none, starttls or ssl"
                 ) from None
-            port = int(_number(env, "CHANNELFLOW_SMTP_PORT", DEFAULT_PORTS[tls]))
-            if not 0 < port < 65536:
+            port_text = (env.get("CHANNELFLOW_SMTP_PORT") or str(DEFAULT_PORTS[tls])).strip()
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
                 raise MailConfigurationError("CHANNELFLOW_SMTP_PORT must be a port number")
+            port = int(port_text)
             user = env.get("CHANNELFLOW_SMTP_USER") or None
             password = env.get("CHANNELFLOW_SMTP_PASSWORD") or None
             if user and password is None:
                 raise MailConfigurationError(
                     "CHANNELFLOW_SMTP_USER is set but CHANNELFLOW_SMTP_PASSWORD is not"
                 )
+            if password and not user:
+                raise MailConfigurationError(
+                    "CHANNELFLOW_SMTP_PASSWORD is set but CHANNELFLOW_SMTP_USER is not"
+                )
             smtp = SmtpSettings(host, port, tls, user, password, timeout)
+        base_url = env.get("CHANNELFLOW_NOTIFY_BASE_URL") or DEFAULT_BASE_URL
+        parsed = urlsplit(base_url)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname:
+            raise MailConfigurationError(
+                f"CHANNELFLOW_NOTIFY_BASE_URL must be an address such as {DEFAULT_BASE_URL}"
+            )
         api_key = env.get("CHANNELFLOW_NOTIFY_API_KEY") or None
         if transport == "notify" and not api_key:
             raise MailConfigurationError("the notify transport needs CHANNELFLOW_NOTIFY_API_KEY")
@@ -97,7 +110,7 @@ class MailSettings:
             mail_dir=Path(env.get("CHANNELFLOW_MAIL_DIR") or DEFAULT_MAIL_DIR),
             smtp=smtp,
             notify_api_key=api_key,
-            notify_base_url=env.get("CHANNELFLOW_NOTIFY_BASE_URL") or DEFAULT_BASE_URL,
+            notify_base_url=base_url,
             timeout=timeout,
         )
 
@@ -112,8 +125,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         raise MailConfigurationError(f"{name} must be a number") from None
     if not math.isfinite(value):
         raise MailConfigurationError(f"{name} must be a number")
-    if value <= 0:
-        raise MailConfigurationError(f"{name} must be more than zero")
+    if not 0 < value <= MAX_TIMEOUT:
+        raise MailConfigurationError(f"{name} must be more than 0 and at most {MAX_TIMEOUT:g}")
     return value
 
 

@@ -103,7 +103,7 @@ def send(db: str | None) -> None:
 
 
 @outbox_group.command("retry")
-@click.argument("message_id", metavar="ID", type=int)
+@click.argument("message_id", metavar="ID", type=click.IntRange(1, 2**62))
 @db_option
 def retry(message_id: int, db: str | None) -> None:
     """Make message ID due now, whatever its backoff (a dead one gets one more attempt)."""

@@ -283,9 +283,12 @@ def _send_queued(rt: Runtime, queued: int) -> None:
         return
     try:
         report = dispatch(rt)
-    except ChannelflowError as error:
+    except Exception as error:
+        # The change is committed: whatever went wrong with sending, it must not read as
+        # though the change failed.
+        why = error.message if isinstance(error, ChannelflowError) else type(error).__name__
         click.echo(
-            f"channelflow: warning: email queued but not sent yet ({error.message}); "
+            f"channelflow: warning: email queued but not sent yet ({why}); "
             "`channelflow outbox send` retries it",
             err=True,
         )

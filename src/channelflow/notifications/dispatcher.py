@@ -78,9 +78,9 @@ class Dispatcher:
         self.sender = sender
         self.retry = retry or RetryPolicy()
         self.batch = batch
-        # Before each send the claim must still have a send's longest time to run (else the
-        # rest of the batch is handed back), so it must last a few of those at least.
-        self.lease = max(lease, timedelta(seconds=transport.timeout * 3))
+        # Before each send the claim must still have a whole send's longest time to run (else
+        # the rest of the batch is handed back), so it must last a few of those at least.
+        self.lease = max(lease, timedelta(seconds=transport.longest_send * 2))
         self.rng = rng or random.Random()
 
     def run_once(self, *, stop: threading.Event | None = None) -> PassReport:
@@ -118,7 +118,7 @@ class Dispatcher:
         transport's ``while_waiting``), and always before that message can be delivered, so
         at most one delivered message is ever unrecorded.
         """
-        safety = timedelta(seconds=self.transport.timeout)
+        safety = timedelta(seconds=self.transport.longest_send)
         unrecorded: list[Callable[[], None]] = []
 
         def record_previous() -> None:
@@ -155,15 +155,24 @@ class Dispatcher:
             record_previous()
             self._failed(connection, item, error.message, report, permanent=True)
         except TransportUnavailable as error:
+            # Nothing could go (server down, settings wrong): not this message's fault, so
+            # the attempt is not counted and no outage, however long, makes mail dead.
             record_previous()
             report.stopped_because = error.message
-            self._failed(connection, item, error.message, report)
+            self._failed(connection, item, error.message, report, counted=False)
         except DeliveryOutcomeUnknown as error:
             record_previous()
             self._failed(connection, item, error.message, report, unknown=True)
         except TransientDeliveryFailure as error:
             record_previous()
             self._failed(connection, item, error.message, report)
+        except Exception as error:
+            # A fault of ours or of a library, not of delivery: kept as a counted transient
+            # failure, so the batch is not left claimed and a message that always fails
+            # like this ends up dead instead of blocking every pass.
+            record_previous()
+            log.exception("outbox %d (%s): unexpected error", email.id, email.kind)
+            self._failed(connection, item, f"unexpected {type(error).__name__}", report)
         else:
             record_previous()
             sent_at = clock.now()
@@ -193,18 +202,22 @@ class Dispatcher:
         *,
         permanent: bool = False,
         unknown: bool = False,
+        counted: bool = True,
     ) -> None:
         email = item.email
-        dead = permanent or item.attempts >= self.retry.max_attempts
+        attempts = item.attempts if counted else item.attempts - 1
+        dead = permanent or (counted and attempts >= self.retry.max_attempts)
         if not permanent and dead:
-            reason = f"{reason} (gave up after {item.attempts} attempts)"
-        next_attempt = None if dead else clock.now() + self.retry.delay(item.attempts, self.rng)
+            reason = f"{reason} (gave up after {attempts} attempts)"
+        delay = self.retry.delay(max(attempts, 1), self.rng)
+        next_attempt = None if dead else clock.now() + delay
         if not outbox.record_failure(
             connection,
             item,
             error=reason,
             next_attempt_at=next_attempt,
             outcome_unknown=unknown,
+            attempts=attempts,
         ):
             return
         (report.dead if dead else report.failed).append(email.id)
@@ -212,10 +225,10 @@ class Dispatcher:
             log.error("outbox %d (%s) is dead: %s", email.id, email.kind, reason)
         else:
             log.warning(
-                "outbox %d (%s) failed, attempt %d: %s; next attempt %s",
+                "outbox %d (%s) %s: %s; next attempt %s",
                 email.id,
                 email.kind,
-                item.attempts,
+                f"failed, attempt {attempts}" if counted else "not sent (attempt not counted)",
                 reason,
                 next_attempt.isoformat() if next_attempt else "none",
             )

@@ -68,8 +68,14 @@ def _utc(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def invitation(meeting: Meeting, *, organizer: str, stamp: datetime) -> bytes:
-    """The .ics text for ``meeting``; ``stamp`` is when this version of it was issued."""
+def invitation(
+    meeting: Meeting, *, organizer: str, stamp: datetime, attendee: str | None = None
+) -> bytes:
+    """The .ics text for ``meeting``; ``stamp`` is when this version of it was issued.
+
+    ``attendee`` is the recipient: a METHOD:REQUEST invitation names who it invites
+    (RFC 5546), and calendar programs show it as an invitation only then.
+    """
     title = _TITLES.get(meeting.body, meeting.body)
     ends_at = meeting.starts_at + timedelta(minutes=meeting.minutes)
     lines = [
@@ -87,6 +93,7 @@ def invitation(meeting: Meeting, *, organizer: str, stamp: datetime) -> bytes:
         f"DTEND;TZID=Europe/London:{_local(ends_at)}",
         f"SUMMARY:{_escape(title)}",
         f"ORGANIZER:mailto:{organizer}",
+        *([f"ATTENDEE;ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{attendee}"] if attendee else []),
         "STATUS:CONFIRMED",
         "TRANSP:OPAQUE",
     ]
@@ -100,9 +107,11 @@ def invitation(meeting: Meeting, *, organizer: str, stamp: datetime) -> bytes:
     return ("\r\n".join(folded) + "\r\n").encode("utf-8")
 
 
-def attachment(meeting: Meeting, *, organizer: str, stamp: datetime) -> Attachment:
+def attachment(
+    meeting: Meeting, *, organizer: str, stamp: datetime, attendee: str | None = None
+) -> Attachment:
     return Attachment(
         filename=f"{meeting.body}.ics",
         content_type=CONTENT_TYPE,
-        content=invitation(meeting, organizer=organizer, stamp=stamp),
+        content=invitation(meeting, organizer=organizer, stamp=stamp, attendee=attendee),
     )

@@ -129,7 +129,9 @@ def _quoted_printable(text: str) -> str:
 
 
 def _header_text(value: str) -> str:
-    if value.isascii():
+    # Encoded words can be folded anywhere, so also a long line of plain ASCII (RFC 5322
+    # allows 998 octets) goes that way.
+    if value.isascii() and len(value) < 900:
         return value
     return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
 

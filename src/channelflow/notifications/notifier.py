@@ -38,15 +38,19 @@ class Notifier:
 
     def message(self, notice: Notice, *, now: datetime) -> NewMessage:
         validate_address(self.sender, what="the sender address (CHANNELFLOW_MAIL_FROM)")
+        recipient = validate_address(notice.recipient, what="the recipient's email address")
         rendered = self.templates.render(notice.context)
         attachments: tuple[Attachment, ...] = ()
         meeting = getattr(notice.context, "meeting", None)
         if meeting is not None:
-            attachments = (ics.attachment(meeting, organizer=self.sender, stamp=now),)
+            invitation = ics.attachment(
+                meeting, organizer=self.sender, stamp=now, attendee=recipient
+            )
+            attachments = (invitation,)
         return NewMessage(
             idempotency_key=notice.key,
             kind=kind_of(notice.context).value,
-            recipient=validate_address(notice.recipient, what="the recipient's email address"),
+            recipient=recipient,
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,

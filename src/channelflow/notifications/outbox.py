@@ -162,7 +162,7 @@ def claim(
     token = uuid.uuid4().hex
     expires = now + lease
     rows = _claim_statement(limit).all(connection, {"now": now, "token": token, "expires": expires})
-    rows.sort(key=lambda row: (row.next_attempt_at, row.id))
+    rows.sort(key=lambda row: row.id)
     return [
         Claimed(
             email=Email(
@@ -208,12 +208,14 @@ _SENT = _finishing(
 )
 _FAILED = _finishing(
     status=Status.FAILED.value,
+    attempts=bindparam("new_attempts"),
     last_error=bindparam("new_error"),
     outcome_unknown=bindparam("new_outcome_unknown"),
     next_attempt_at=bindparam("new_next_attempt_at"),
 )
 _DEAD = _finishing(
     status=Status.DEAD.value,
+    attempts=bindparam("new_attempts"),
     next_attempt_at=None,
     last_error=bindparam("new_error"),
     outcome_unknown=bindparam("new_outcome_unknown"),
@@ -253,11 +255,17 @@ def record_failure(
     error: str,
     next_attempt_at: datetime | None,
     outcome_unknown: bool,
+    attempts: int | None = None,
 ) -> bool:
-    """``next_attempt_at=None`` means the message is dead: no further attempts."""
+    """``next_attempt_at=None`` means the message is dead: no further attempts.
+
+    ``attempts`` overrides the count the claim made (an attempt that could not even start
+    is not counted).
+    """
     values: dict[str, Any] = {
         "new_error": error[:MAX_ERROR],
         "new_outcome_unknown": outcome_unknown or claimed.outcome_unknown,
+        "new_attempts": claimed.attempts if attempts is None else attempts,
     }
     if next_attempt_at is None:
         return _finish(connection, claimed, _DEAD, **values)
@@ -303,10 +311,12 @@ def retry(engine: Engine, message_id: int, *, now: datetime) -> OutboxMessage:
         if message.status == Status.SENDING.value and live_lease:
             raise Refused(f"outbox message {message_id} is being sent now")
         status = Status.QUEUED.value if message.attempts == 0 else Status.FAILED.value
+        # A message still "sending" was in flight when its dispatcher died.
+        unknown = message.outcome_unknown or message.status == Status.SENDING.value
         connection.execute(
             update(OutboxMessage)
             .where(col(OutboxMessage.id) == message_id)
-            .values(status=status, next_attempt_at=now, claim_token=None)
+            .values(status=status, next_attempt_at=now, claim_token=None, outcome_unknown=unknown)
         )
     return list_messages(engine, message_id=message_id)[0]
 

@@ -51,12 +51,12 @@ def _local_time(value: datetime) -> str:
     return f"{_long_date(local.date())} at {local:%H:%M}"
 
 
-def _label(value: str) -> str:
+def _words(value: str) -> str:
     return value.replace("_", " ")
 
 
 def _review_name(value: str) -> str:
-    return _REVIEW_NAMES.get(value, _label(value))
+    return _REVIEW_NAMES.get(value, _words(value))
 
 
 class Templates:
@@ -86,7 +86,7 @@ class Templates:
         self._environment.filters.update(
             long_date=_long_date,
             local_time=_local_time,
-            label=_label,
+            label=_words,
             review_name=_review_name,
         )
 
@@ -124,6 +124,9 @@ class Templates:
             raise TemplateError(f"template {name} uses an unknown name ({error.message})") from None
         except jinja2.TemplateError as error:
             raise TemplateError(f"template {name} failed: {error.message}") from None
+        except Exception as error:
+            # An override can fail in plain Python too ({{ 1/0 }}, a filter given a wrong type).
+            raise TemplateError(f"template {name} failed ({type(error).__name__})") from None
 
     def check(self) -> None:
         """Render every kind with its sample, so a broken template fails now, not at 3 a.m."""

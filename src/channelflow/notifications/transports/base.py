@@ -34,8 +34,13 @@ class Transport(ABC):
 
     @property
     def timeout(self) -> float:
-        """The longest one send may take, which a dispatcher's lease must outlast."""
+        """The longest one network operation may take."""
         return 30.0
+
+    @property
+    def longest_send(self) -> float:
+        """The longest one ``send`` may take, in seconds; a claim's lease must outlast it."""
+        return self.timeout
 
     def close(self) -> None:
         """Release any connection kept open between sends (none, unless overridden)."""

@@ -56,7 +56,14 @@ def _is_api_key(value: str) -> bool:
 def _never_sent(error: APIError) -> bool:
     """The request failed before reaching Notify: no connection was ever made."""
     cause = error.__cause__
-    if isinstance(cause, requests.exceptions.ConnectTimeout):
+    if isinstance(
+        cause,
+        requests.exceptions.ConnectTimeout
+        | requests.exceptions.SSLError
+        | requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
         return True
     if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
         return isinstance(getattr(cause.args[0], "reason", None), NewConnectionError)
@@ -108,6 +115,11 @@ class NotifyTransport(Transport):
     def timeout(self) -> float:
         return self._timeout
 
+    @property
+    def longest_send(self) -> float:
+        # A lookup and a post, each a connect and a read bounded by the timeout.
+        return self._timeout * 5
+
     def template_for(self, kind: str) -> str:
         return self._template_ids.get(kind) or self._template_ids[DEFAULT_TEMPLATE]
 
@@ -150,7 +162,9 @@ class NotifyTransport(Transport):
     def _classify(self, error: APIError, *, looking_up: bool = False) -> Exception:
         status = error.status_code
         if error.response is None and _never_sent(error):
-            return TransportUnavailable("cannot connect to GOV.UK Notify")
+            return TransportUnavailable(
+                "cannot connect to GOV.UK Notify; check CHANNELFLOW_NOTIFY_BASE_URL and the network"
+            )
         if error.response is None:
             # No answer at all: the request may have reached Notify.
             if looking_up:
@@ -159,6 +173,9 @@ class NotifyTransport(Transport):
                 "GOV.UK Notify did not answer; it may have received the message"
             )
         detail = _problem(error)
+        if 200 <= status < 300:
+            # Notify took the request but its answer could not be read.
+            return DeliveryOutcomeUnknown(f"GOV.UK Notify's answer ({status}) was not readable")
         if status == 400:
             return PermanentDeliveryFailure(f"GOV.UK Notify refused the message (400): {detail}")
         if status == 403:

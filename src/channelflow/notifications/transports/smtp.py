@@ -77,6 +77,13 @@ class SmtpTransport(Transport):
     def timeout(self) -> float:
         return self.settings.timeout
 
+    @property
+    def longest_send(self) -> float:
+        # The timeout bounds each socket operation: a send is at most a dozen (connect,
+        # EHLO, STARTTLS, EHLO, login, MAIL, RCPT, DATA, the data, the reply), twice when
+        # a kept-open connection has to be made again.
+        return self.settings.timeout * 25
+
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
         where = f"{settings.host}:{settings.port}"
@@ -115,7 +122,8 @@ class SmtpTransport(Transport):
                 f"the SMTP server {where} would not take mail: "
                 f"{_reply(error.smtp_code, error.smtp_error)}"
             ) from None
-        except (OSError, smtplib.SMTPException) as error:
+        except (OSError, smtplib.SMTPException, ValueError) as error:
+            # ValueError: UnicodeError from a host name that cannot be encoded, for one.
             raise TransportUnavailable(
                 f"cannot connect to the SMTP server {where} ({type(error).__name__})"
             ) from None
@@ -161,7 +169,13 @@ class SmtpTransport(Transport):
                 raise
             code, text = connection.getreply()
             if code != 250:
-                raise _refused("the sender", code, text)
+                # A refused sender is about the settings (address, login, TLS), not this
+                # message: every message would get the same answer.
+                self._reset(code)
+                raise TransportUnavailable(
+                    f"the SMTP server refused the sender: {_reply(code, text)}; check "
+                    "CHANNELFLOW_MAIL_FROM, CHANNELFLOW_SMTP_USER and CHANNELFLOW_SMTP_TLS"
+                )
             connection.putcmd("rcpt", f"TO:<{email.recipient}>")
             payload = email.as_bytes()
             code, text = connection.getreply()
@@ -169,6 +183,11 @@ class SmtpTransport(Transport):
                 raise _refused("the recipient", code, text)
         except (smtplib.SMTPServerDisconnected, OSError):
             raise _Dropped() from None
+        except smtplib.SMTPResponseException as error:
+            self.close()
+            raise _refused("the message", error.smtp_code, error.smtp_error) from None
+        except TransportUnavailable:
+            raise
         except (TransientDeliveryFailure, PermanentDeliveryFailure):
             self._reset(code)
             raise
