@@ -23,7 +23,12 @@ from sqlalchemy.engine import Connection
 from sqlmodel import col
 
 from channelflow.exceptions import NotFound, Refused
-from channelflow.notifications.message import Attachment, Email, attachments_from_json
+from channelflow.notifications.message import (
+    Attachment,
+    Email,
+    attachments_from_json,
+    validate_address,
+)
 from channelflow.notifications.message import attachments_to_json as _attachments_json
 from channelflow.store.db import DriverConnection, DriverStatement, read_session, write_connection
 from channelflow.store.models import OutboxMessage
@@ -93,6 +98,9 @@ def enqueue(
     or two processes that plan the same thing at once, queue nothing twice.
     """
     statement = _INSERTS[connection.dialect.name]
+    for message in messages:
+        # Transports write addresses into protocol commands: only plain ones get this far.
+        validate_address(message.recipient, what="the recipient's email address")
     return sum(
         statement.execute(
             connection,

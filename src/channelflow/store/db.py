@@ -121,10 +121,7 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
     try:
         pooled = engine.raw_connection()
     except OperationalError:
-        raise DatabaseUnavailable(
-            f"cannot open the {engine.dialect.name} database; check the database URL "
-            "and that the server is running"
-        ) from None
+        raise _unavailable(engine) from None
     driver = pooled.driver_connection
     assert driver is not None
     connection = DriverConnection(engine.dialect, driver)
@@ -153,6 +150,13 @@ def _sqlite_transaction(connection: DriverConnection) -> Iterator[None]:
     finally:
         if driver.in_transaction:
             driver.rollback()
+
+
+def _unavailable(engine: Engine) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"cannot open the {engine.dialect.name} database; check the database URL "
+        "and that the server is running"
+    )
 
 
 def _busy() -> DatabaseUnavailable:
@@ -198,10 +202,7 @@ def autocommit_connection(engine: Engine) -> Iterator[DriverConnection]:
     try:
         pooled = engine.raw_connection()
     except OperationalError:
-        raise DatabaseUnavailable(
-            f"cannot open the {engine.dialect.name} database; check the database URL "
-            "and that the server is running"
-        ) from None
+        raise _unavailable(engine) from None
     driver = pooled.driver_connection
     assert driver is not None
     postgres = engine.dialect.name == "postgresql"
@@ -255,10 +256,7 @@ def _connect(engine: Engine) -> Iterator[Connection]:
     try:
         connection = engine.connect()
     except OperationalError:
-        raise DatabaseUnavailable(
-            f"cannot open the {engine.dialect.name} database; check the database URL "
-            "and that the server is running"
-        ) from None
+        raise _unavailable(engine) from None
     with connection:
         yield connection
 

@@ -11,6 +11,7 @@ whether it already has the message before sending it again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -108,6 +109,9 @@ class NotifyTransport(Transport):
                 "(a key name, then the service id and the secret, both UUIDs)"
             )
         self._client = NotificationsAPIClient(api_key, base_url=base_url, timeout=timeout)
+        # The client logs Notify's error messages, which can quote the recipient's address;
+        # channelflow logs each failure itself, with addresses removed.
+        logging.getLogger("notifications_python_client").setLevel(logging.ERROR)
         self._template_ids = dict(template_ids)
         self._timeout = timeout
 
