@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channelflow.exceptions import ConfigurationError
-from channelflow.meetings import BOARD_RULE, PANEL_RULE, MeetingRule, WorkingDays
+from channelflow.meetings.rules import BOARD_RULE, PANEL_RULE, MeetingRule
+from channelflow.meetings.workdays import WorkingDays
 
 DAYS = WorkingDays()
 
@@ -104,3 +105,12 @@ def test_a_meeting_rule_that_cannot_be_is_a_configuration_error(
 ) -> None:
     with pytest.raises(ConfigurationError):
         MeetingRule(at=time(10, 0), **arguments)  # type: ignore[arg-type]
+
+
+@given(st.dates(min_value=date(1950, 1, 1), max_value=date(2100, 12, 31)))
+def test_next_after_and_last_before_bracket_any_day(day: date) -> None:
+    following, previous = PANEL_RULE.next_after(day), PANEL_RULE.last_before(day)
+    assert previous < day < following
+    assert list(
+        PANEL_RULE.between(previous + timedelta(days=1), following - timedelta(days=1))
+    ) == [d for d in [day] if PANEL_RULE.day_in(d.year, d.month) == d]

@@ -21,13 +21,14 @@ from channelflow import clock
 from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft
 from channelflow.exceptions import InvalidInput
+from channelflow.meetings.rules import PANEL_RULE
 from channelflow.notifications import Notice
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
 from channelflow.store.db import reserve_ids, write_connection, write_session
 from channelflow.store.models import Person, PostExitReview, Referral, User
 from channelflow.workflow.case import Case, FireRequest
-from channelflow.workflow.dates import add_months, age_on, last_thursday, next_panel_after
+from channelflow.workflow.dates import add_months, age_on, next_panel_after
 from channelflow.workflow.engine import NewReferral, Workflow
 from channelflow.workflow.notices import notices_for_change
 from channelflow.workflow.store_mapping import CASE_FIELDS
@@ -321,12 +322,7 @@ class _Simulator:
 
 
 def _previous_panel(today: date) -> date:
-    """The latest last-Thursday strictly before ``today``."""
-    candidate = last_thursday(today.year, today.month)
-    if candidate < today:
-        return candidate
-    first = date(today.year, today.month, 1) - timedelta(days=1)
-    return last_thursday(first.year, first.month)
+    return PANEL_RULE.last_before(today)
 
 
 def _ensure_users(workflow: Workflow) -> None:

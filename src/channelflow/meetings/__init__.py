@@ -1,6 +1,2 @@
-"""Panel and board meetings: when they fall, and working days around them."""
-
-from channelflow.meetings.rules import BOARD_RULE, PANEL_RULE, MeetingRule
-from channelflow.meetings.workdays import WorkingDays
-
-__all__ = ["BOARD_RULE", "PANEL_RULE", "MeetingRule", "WorkingDays"]
+"""Panel and board meetings: when they fall (`rules`), and working days around them
+(`workdays`, which loads bank-holiday data, so it is imported only where needed)."""

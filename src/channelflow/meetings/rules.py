@@ -50,6 +50,24 @@ class MeetingRule:
     def starts_at(self, day: date) -> datetime:
         return datetime.combine(day, self.at, clock.LOCAL_ZONE)
 
+    def next_after(self, day: date) -> date:
+        """The first meeting day strictly after ``day``."""
+        year, month = day.year, day.month
+        while True:
+            found = self.day_in(year, month)
+            if found is not None and found > day:
+                return found
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+    def last_before(self, day: date) -> date:
+        """The latest meeting day strictly before ``day``."""
+        year, month = day.year, day.month
+        while True:
+            found = self.day_in(year, month)
+            if found is not None and found < day:
+                return found
+            year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+
     def between(self, first: date, last: date) -> Iterator[date]:
         """Meeting days from ``first`` to ``last``, both included."""
         year, month = first.year, first.month

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 
 from channelflow import clock
 from channelflow.exceptions import InvalidInput
-
-THURSDAY = 3
-
+from channelflow.meetings.rules import PANEL_RULE
 
 EARLIEST_YEAR = 1900
 
@@ -64,18 +62,9 @@ def age_on(date_of_birth: date, day: date) -> int:
     return day.year - date_of_birth.year - int(before_birthday)
 
 
-def last_thursday(year: int, month: int) -> date:
-    last = date(year, month, calendar.monthrange(year, month)[1])
-    return last - timedelta(days=(last.weekday() - THURSDAY) % 7)
-
-
 def next_panel_after(day: date) -> date:
-    """The first last-Thursday-of-a-month strictly after ``day``.
+    """The first panel day strictly after ``day``, by the default panel rule.
 
     Stands in until the scheduler's configurable panel calendar exists.
     """
-    candidate = last_thursday(day.year, day.month)
-    if candidate > day:
-        return candidate
-    following = add_months(date(day.year, day.month, 1), 1)
-    return last_thursday(following.year, following.month)
+    return PANEL_RULE.next_after(day)
