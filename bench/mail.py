@@ -140,18 +140,7 @@ def notices(count: int, seed: int) -> list[Notice]:
 
 def email_of(number: int, message: NewMessage, created_at: datetime) -> Email:
     """The Email ``outbox.claim`` builds from the row ``enqueue`` stores for ``message``."""
-    return Email(
-        id=number,
-        idempotency_key=message.idempotency_key,
-        kind=message.kind,
-        sender=SENDER,
-        recipient=message.recipient,
-        subject=message.subject,
-        text=message.text,
-        html=message.html,
-        created_at=created_at,
-        attachments=message.attachments,
-    )
+    return message.as_email(message_id=number, sender=SENDER, created_at=created_at)
 
 
 def wire_bytes(email: Email) -> bytes:

@@ -13,7 +13,6 @@ import pytest
 
 from channelflow.notifications import ics
 from channelflow.notifications.kinds import AgendaAddendum, Kind, Meeting, sample
-from channelflow.notifications.message import Email
 from channelflow.notifications.notifier import Notice, Notifier
 
 LONDON = ZoneInfo("Europe/London")
@@ -282,19 +281,8 @@ def test_meeting_emails_carry_the_invitation_through_mime_intact(kind: Kind) -> 
     assert b"ATTENDEE;ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:mel@example.org\r\n" in (
         attachment.content
     )
-    mail = Email(
-        id=1,
-        idempotency_key="k",
-        kind=queued.kind,
-        sender=ORGANIZER,
-        recipient=queued.recipient,
-        subject=queued.subject,
-        text=queued.text,
-        html=queued.html,
-        created_at=STAMP,
-        attachments=queued.attachments,
-    )
-    parsed = email.message_from_bytes(mail.to_mime().as_bytes(), policy=email.policy.default)
+    mail = queued.as_email(message_id=1, sender=ORGANIZER, created_at=STAMP)
+    parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
     (part,) = [part for part in parsed.walk() if part.get_content_type() == "text/calendar"]
     assert part.get_param("method") == "REQUEST"
     assert part.get_filename() == f"{meeting.body}.ics"
@@ -312,18 +300,7 @@ def test_the_message_carrying_an_invitation_is_fit_for_the_wire(kind: Kind) -> N
     queued = Notifier(sender=ORGANIZER).message(
         Notice("k", "mel@example.org", sample(kind)), now=STAMP
     )
-    mail = Email(
-        id=1,
-        idempotency_key="k",
-        kind=queued.kind,
-        sender=ORGANIZER,
-        recipient=queued.recipient,
-        subject=queued.subject,
-        text=queued.text,
-        html=queued.html,
-        created_at=STAMP,
-        attachments=queued.attachments,
-    )
+    mail = queued.as_email(message_id=1, sender=ORGANIZER, created_at=STAMP)
     raw = mail.as_bytes()
     assert raw.endswith(b"\r\n")
     lines = raw[:-2].split(b"\r\n")

@@ -25,10 +25,10 @@ from channelflow.notifications.transports import SmtpSettings, SmtpTransport, TL
 from channelflow.runtime import Runtime
 from channelflow.store.db import write_connection
 from tests.mailserver import MailServer
+from tests.outbox_factories import SENDER
 
 pytestmark = pytest.mark.slow
 
-SENDER = "channelflow@council.example.gov.uk"
 
 DISPATCHER = """
 import os, signal, sys, time

@@ -25,7 +25,7 @@ from channelflow import clock
 from channelflow.cli import run
 from channelflow.notifications import outbox
 from channelflow.notifications.dispatcher import Dispatcher, PassReport, RetryPolicy
-from channelflow.notifications.kinds import CaseAssigned, Kind, sample
+from channelflow.notifications.kinds import Kind, sample
 from channelflow.notifications.message import Email
 from channelflow.notifications.notifier import Notice, Notifier
 from channelflow.notifications.outbox import Status
@@ -33,14 +33,12 @@ from channelflow.notifications.transports.base import Transport
 from channelflow.notifications.transports.file import FileTransport
 from channelflow.notifications.transports.smtp import SmtpSettings, SmtpTransport, TLSMode
 from channelflow.runtime import Runtime
-from channelflow.store.db import autocommit_connection, write_connection
-from channelflow.store.models import OutboxMessage
+from channelflow.store.db import autocommit_connection
 from tests.cli_helpers import Cli
 from tests.factories import NOW, referral_in
 from tests.mailserver import MailServer, free_port
+from tests.outbox_factories import LEAD_ADDRESS, SENDER, assigned, queue, row
 
-SENDER = "channelflow@council.example.gov.uk"
-LEAD_ADDRESS = "lee@example.org"
 T0 = NOW + timedelta(hours=1)
 LEASE = timedelta(minutes=10)
 ACCEPT = ("accept", "--set", "consent=given", "--set", "lead=lee", "--by", "chris")
@@ -82,31 +80,6 @@ class Failing(Transport):
             raise RuntimeError("secret detail from deep inside a library")
         self.delivered.append(email.id)
         return f"ok-{email.id}"
-
-
-def assigned(number: int) -> Notice:
-    reference = f"CF-2026-{number:04d}"
-    return Notice(
-        key=f"case_assigned:{reference}:v4:user:5",
-        recipient=LEAD_ADDRESS,
-        context=CaseAssigned(reference=reference),
-    )
-
-
-def queue(runtime: Runtime, *notices: Notice) -> list[int]:
-    with write_connection(runtime.engine) as connection:
-        runtime.notifier.queue(connection, list(notices), now=clock.now())
-    ids = []
-    for notice in notices:
-        (message,) = outbox.list_messages(runtime.engine, idempotency_key=notice.key)
-        assert message.id is not None
-        ids.append(message.id)
-    return ids
-
-
-def row(runtime: Runtime, message_id: int) -> OutboxMessage:
-    (message,) = outbox.list_messages(runtime.engine, message_id=message_id)
-    return message
 
 
 def smtp_dispatcher(runtime: Runtime, port: int) -> Dispatcher:

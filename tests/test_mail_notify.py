@@ -31,11 +31,10 @@ from channelflow.notifications.notifier import Notifier
 from channelflow.notifications.transports.notify import NotifyTransport, reference_for
 from channelflow.runtime import Runtime
 from channelflow.store.db import write_connection
-from channelflow.store.models import OutboxMessage
 from tests.cli_helpers import Cli
 from tests.fake_notify import FakeNotify, Recorded
+from tests.outbox_factories import SENDER, row
 
-SENDER = "channelflow@council.example.gov.uk"
 DEFAULT_TEMPLATE = "f33517ff-2a88-4f6e-b855-c550268ce08a"
 CASE_TEMPLATE = "0b7d6a1c-4f3e-4a55-9d0e-2c1f8e6b7a90"
 UNKNOWN_TEMPLATE = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -106,11 +105,6 @@ def dispatch(
     ).run_once()
 
 
-def row(runtime: Runtime, message_id: int) -> OutboxMessage:
-    (found,) = outbox.list_messages(runtime.engine, message_id=message_id)
-    return found
-
-
 def due_at(runtime: Runtime, message_id: int) -> datetime:
     """When the message's next attempt is due (aware, whatever the backend hands back)."""
     due = row(runtime, message_id).next_attempt_at
@@ -129,18 +123,7 @@ def email_of(kind: Kind, *, message_id: int = 41, recipient: str = "mel@example.
     new = Notifier(sender=SENDER).message(
         Notice(key=key, recipient=recipient, context=kinds_module.sample(kind)), now=T0
     )
-    return Email(
-        id=message_id,
-        idempotency_key=key,
-        kind=new.kind,
-        sender=SENDER,
-        recipient=new.recipient,
-        subject=new.subject,
-        text=new.text,
-        html=new.html,
-        created_at=T0,
-        attachments=new.attachments,
-    )
+    return new.as_email(message_id=message_id, sender=SENDER, created_at=T0)
 
 
 def post_for(notify: FakeNotify, message_id: int) -> list[Recorded]:

@@ -51,8 +51,7 @@ from channelflow.states import referral as lc
 from channelflow.store.db import write_connection
 from tests.factories import CHAIR, LEAD, NOW, referral_in
 from tests.mailserver import MailServer
-
-SENDER = "channelflow@council.example.gov.uk"
+from tests.outbox_factories import SENDER
 
 
 @dataclass(frozen=True)

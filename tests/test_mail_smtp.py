@@ -36,13 +36,11 @@ from channelflow.notifications.transports.smtp import SmtpSettings, SmtpTranspor
 from channelflow.runtime import Runtime
 from channelflow.settings import MailSettings
 from channelflow.store.db import write_connection
-from channelflow.store.models import OutboxMessage
 from tests.cli_helpers import Cli, Outcome
 from tests.factories import NOW, referral_in
 from tests.mailserver import MailServer, free_port, smtp_environment
+from tests.outbox_factories import LEAD_ADDRESS, SENDER, assigned, queue, row
 
-SENDER = "channelflow@council.example.gov.uk"
-LEAD_ADDRESS = "lee@example.org"
 # The pinned "now" of every test: an hour after the factories' referrals were last changed.
 T0 = NOW + timedelta(hours=1)
 # The first backoff of a dispatcher seeded with random.Random(0).
@@ -100,32 +98,6 @@ def dispatcher(
 
 def send_due(runtime: Runtime, port: int, **options: Any) -> PassReport:
     return dispatcher(runtime, port, **options).run_once()
-
-
-def assigned(number: int, recipient: str = LEAD_ADDRESS) -> Notice:
-    reference = f"CF-2026-{number:04d}"
-    return Notice(
-        key=f"case_assigned:{reference}:v4:user:5",
-        recipient=recipient,
-        context=CaseAssigned(reference=reference),
-    )
-
-
-def queue(runtime: Runtime, *notices: Notice) -> list[int]:
-    """Queue ``notices`` in one transaction; their outbox ids, in the order given."""
-    with write_connection(runtime.engine) as connection:
-        runtime.notifier.queue(connection, list(notices), now=clock.now())
-    ids = []
-    for notice in notices:
-        (message,) = outbox.list_messages(runtime.engine, idempotency_key=notice.key)
-        assert message.id is not None
-        ids.append(message.id)
-    return ids
-
-
-def row(runtime: Runtime, message_id: int) -> OutboxMessage:
-    (message,) = outbox.list_messages(runtime.engine, message_id=message_id)
-    return message
 
 
 def text_of(message: EmailMessage, subtype: str) -> str:

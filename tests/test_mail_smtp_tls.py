@@ -22,20 +22,15 @@ from channelflow import clock
 from channelflow.exceptions import TransportUnavailable
 from channelflow.notifications import outbox
 from channelflow.notifications.dispatcher import Dispatcher, PassReport, RetryPolicy
-from channelflow.notifications.kinds import CaseAssigned
 from channelflow.notifications.message import Email
-from channelflow.notifications.notifier import Notice
 from channelflow.notifications.outbox import Status
 from channelflow.notifications.transports.smtp import SmtpSettings, SmtpTransport, TLSMode
 from channelflow.runtime import Runtime
-from channelflow.store.db import write_connection
-from channelflow.store.models import OutboxMessage
 from tests.cli_helpers import Cli
 from tests.factories import NOW
+from tests.outbox_factories import LEAD_ADDRESS, SENDER, assigned, queue, row
 from tests.tls_server import Certificate, Mode, TlsMailServer, make_certificate
 
-SENDER = "channelflow@council.example.gov.uk"
-LEAD_ADDRESS = "lee@example.org"
 USER = "channelflow-mailer"
 PASSWORD = "Pa55-w0rd-not-for-logs"
 WRONG_PASSWORD = "Wr0ng-pa55-not-for-logs"
@@ -128,31 +123,6 @@ def an_email(**overrides: Any) -> Email:
 
 def dispatcher(runtime: Runtime, smtp: SmtpTransport) -> Dispatcher:
     return Dispatcher(engine=runtime.engine, transport=smtp, sender=SENDER, rng=random.Random(0))
-
-
-def assigned(number: int) -> Notice:
-    reference = f"CF-2026-{number:04d}"
-    return Notice(
-        key=f"case_assigned:{reference}:v4:user:5",
-        recipient=LEAD_ADDRESS,
-        context=CaseAssigned(reference=reference),
-    )
-
-
-def queue(runtime: Runtime, *notices: Notice) -> list[int]:
-    with write_connection(runtime.engine) as connection:
-        runtime.notifier.queue(connection, list(notices), now=clock.now())
-    ids = []
-    for notice in notices:
-        (message,) = outbox.list_messages(runtime.engine, idempotency_key=notice.key)
-        assert message.id is not None
-        ids.append(message.id)
-    return ids
-
-
-def row(runtime: Runtime, message_id: int) -> OutboxMessage:
-    (message,) = outbox.list_messages(runtime.engine, message_id=message_id)
-    return message
 
 
 def one_line(stream: str) -> str:

@@ -219,6 +219,7 @@ class Dispatcher:
             outcome_unknown=unknown,
             attempts=attempts,
         ):
+            log.warning("outbox %d failed after this dispatcher's claim ran out", email.id)
             return
         (report.dead if dead else report.failed).append(email.id)
         if dead:

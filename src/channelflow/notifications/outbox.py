@@ -56,6 +56,21 @@ class NewMessage:
     html: str
     attachments: tuple[Attachment, ...] = ()
 
+    def as_email(self, *, message_id: int, sender: str, created_at: datetime) -> Email:
+        """The Email a dispatcher sends for this message once stored as ``message_id``."""
+        return Email(
+            id=message_id,
+            idempotency_key=self.idempotency_key,
+            kind=self.kind,
+            sender=sender,
+            recipient=self.recipient,
+            subject=self.subject,
+            text=self.text,
+            html=self.html,
+            created_at=created_at,
+            attachments=self.attachments,
+        )
+
 
 @dataclass(frozen=True)
 class Claimed:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session
 
 from channelflow.exceptions import DatabaseUnavailable, InvalidInput
@@ -118,10 +119,7 @@ def driver_transaction(engine: Engine) -> Iterator[DriverConnection]:
     The same transaction and the same writers' lock; it exists because a change is only a
     few statements and SQLAlchemy's per-transaction bookkeeping was a tenth of its cost.
     """
-    try:
-        pooled = engine.raw_connection()
-    except OperationalError:
-        raise _unavailable(engine) from None
+    pooled = _raw_connection(engine)
     driver = pooled.driver_connection
     assert driver is not None
     connection = DriverConnection(engine.dialect, driver)
@@ -150,6 +148,13 @@ def _sqlite_transaction(connection: DriverConnection) -> Iterator[None]:
     finally:
         if driver.in_transaction:
             driver.rollback()
+
+
+def _raw_connection(engine: Engine) -> PoolProxiedConnection:
+    try:
+        return engine.raw_connection()
+    except OperationalError:
+        raise _unavailable(engine) from None
 
 
 def _unavailable(engine: Engine) -> DatabaseUnavailable:
@@ -199,10 +204,7 @@ def autocommit_connection(engine: Engine) -> Iterator[DriverConnection]:
     a killed client process loses none of them. The connection goes back to the pool with
     its usual settings.
     """
-    try:
-        pooled = engine.raw_connection()
-    except OperationalError:
-        raise _unavailable(engine) from None
+    pooled = _raw_connection(engine)
     driver = pooled.driver_connection
     assert driver is not None
     postgres = engine.dialect.name == "postgresql"

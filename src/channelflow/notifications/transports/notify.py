@@ -15,12 +15,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import requests
-from notifications_python_client.errors import APIError
-from notifications_python_client.notifications import NotificationsAPIClient
-from urllib3.exceptions import NewConnectionError
+from typing import TYPE_CHECKING, Any
 
 from channelflow.exceptions import (
     DeliveryOutcomeUnknown,
@@ -31,6 +26,12 @@ from channelflow.exceptions import (
 from channelflow.notifications.kinds import Kind
 from channelflow.notifications.message import Email, without_addresses
 from channelflow.notifications.transports.base import Transport
+
+if TYPE_CHECKING:
+    from notifications_python_client.errors import APIError
+
+# The Notify client (and requests under it) loads only when a NotifyTransport is made or
+# used: every other command starts without paying for it.
 
 DEFAULT_BASE_URL = "https://api.notifications.service.gov.uk"
 DEFAULT_TEMPLATE = "default"
@@ -56,6 +57,9 @@ def _is_api_key(value: str) -> bool:
 
 def _never_sent(error: APIError) -> bool:
     """The request failed before reaching Notify: no connection was ever made."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
     cause = error.__cause__
     if isinstance(
         cause,
@@ -108,6 +112,8 @@ class NotifyTransport(Transport):
                 "CHANNELFLOW_NOTIFY_API_KEY is not a Notify API key "
                 "(a key name, then the service id and the secret, both UUIDs)"
             )
+        from notifications_python_client.notifications import NotificationsAPIClient
+
         self._client = NotificationsAPIClient(api_key, base_url=base_url, timeout=timeout)
         # The client logs Notify's error messages, which can quote the recipient's address;
         # channelflow logs each failure itself, with addresses removed.
@@ -140,6 +146,8 @@ class NotifyTransport(Transport):
             found = self._already_sent(reference)
             if found is not None:
                 return found
+        from notifications_python_client.errors import APIError
+
         personalisation: dict[str, Any] = {"subject": email.subject, "body": email.text}
         try:
             response = self._client.send_email_notification(
@@ -153,6 +161,8 @@ class NotifyTransport(Transport):
         return str(response["id"])
 
     def _already_sent(self, reference: str) -> str | None:
+        from notifications_python_client.errors import APIError
+
         try:
             found = self._client.get_all_notifications(template_type="email", reference=reference)
         except APIError as error:
