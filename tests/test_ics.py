@@ -12,7 +12,7 @@ import icalendar
 import pytest
 
 from channelflow.notifications import ics
-from channelflow.notifications.kinds import AgendaAddendum, Kind, Meeting, sample
+from channelflow.notifications.kinds import AgendaAddendum, Kind, Meeting, MeetingCancelled, sample
 from channelflow.notifications.notifier import Notice, Notifier
 
 LONDON = ZoneInfo("Europe/London")
@@ -308,9 +308,30 @@ def test_the_message_carrying_an_invitation_is_fit_for_the_wire(kind: Kind) -> N
     assert [line[:60] for line in lines if len(line) > 998] == []
 
 
+MEETING_KINDS = (
+    Kind.PANEL_AGENDA,
+    Kind.AGENDA_ADDENDUM,
+    Kind.BOARD_REMINDER,
+    Kind.MEETING_CANCELLED,
+)
+
+
+def test_a_cancelled_meeting_sends_a_cancellation_for_the_same_entry() -> None:
+    cancelled = dataclasses.replace(WINTER, sequence=4, cancelled=True)
+    queued = Notifier(sender=ORGANIZER).message(
+        Notice("k", "mel@example.org", MeetingCancelled(meeting=cancelled)), now=STAMP
+    )
+    calendar = parse(queued.attachments[0].content)
+    assert str(calendar["METHOD"]) == "CANCEL"
+    event = calendar.walk("VEVENT")[0]
+    assert str(event["UID"]) == WINTER.uid
+    assert int(event["SEQUENCE"]) == 4
+    assert str(event["STATUS"]) == "CANCELLED"
+
+
 def test_emails_without_a_meeting_have_no_invitation() -> None:
     for kind in Kind:
-        if kind in (Kind.PANEL_AGENDA, Kind.AGENDA_ADDENDUM, Kind.BOARD_REMINDER):
+        if kind in MEETING_KINDS:
             continue
         queued = Notifier().message(Notice("k", "lee@example.org", sample(kind)), now=STAMP)
         assert queued.attachments == ()

@@ -9,6 +9,7 @@ and every log record is searched for any form of those details.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email
 import email.policy
 import html
@@ -31,6 +32,7 @@ from channelflow.notifications.kinds import (
     CaseAssigned,
     Kind,
     Meeting,
+    MeetingCancelled,
     PanelAgenda,
     ProcessReviewReminder,
     ReviewDue,
@@ -310,6 +312,7 @@ def every_kind_about(references: list[str], transport: str) -> list[Notice]:
                 ratings_by_colour=(("green", 2), ("amber", 1)),
             ),
         ),
+        ("mel", MeetingCancelled(meeting=dataclasses.replace(panel, sequence=2, cancelled=True))),
         ("lee", CaseAssigned(reference=waiting, first_review_on=today + timedelta(days=30))),
         ("cora", SendTest(sent_at=NOW, transport=transport)),
     ]

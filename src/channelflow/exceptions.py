@@ -78,6 +78,10 @@ class UserNotFound(NotFound):
     """No user has that name."""
 
 
+class MeetingNotFound(NotFound):
+    """No meeting is on that day."""
+
+
 class Refused(ChannelflowError):
     """The action was refused."""
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
+from channelflow import clock
 from channelflow.audit.keys import AuditKey, create_key, load_key
 from channelflow.config import Config, load_config
-from channelflow.exceptions import AuditKeyError
+from channelflow.exceptions import AuditKeyError, ConfigurationError
+from channelflow.meetings.book import MeetingBook
 from channelflow.notifications import Dispatcher, Notifier, Templates
 from channelflow.notifications.transports import (
     FileTransport,
@@ -18,6 +21,7 @@ from channelflow.notifications.transports import (
     SmtpTransport,
     Transport,
 )
+from channelflow.planning.planner import INITIALISED, Planner
 from channelflow.settings import MailSettings, Settings
 from channelflow.store import schema
 from channelflow.store.db import open_engine, read_session, write_session
@@ -62,7 +66,15 @@ class Runtime:
             key=self.key,
             reference_prefix=self.settings.reference_prefix,
             notifier=self.notifier,
+            next_panel=self.next_panel_after,
         )
+
+    def next_panel_after(self, day: date) -> date:
+        """The first panel meeting after ``day`` on the configured calendar."""
+        upcoming = self.meetings.calendar("panel").next_after(day)
+        if upcoming is None:
+            raise ConfigurationError("the panel calendar has no meeting in the coming year")
+        return upcoming.day
 
     @cached_property
     def config(self) -> Config:
@@ -96,6 +108,14 @@ class Runtime:
             )
         return FileTransport(directory=mail.mail_dir)
 
+    @cached_property
+    def meetings(self) -> MeetingBook:
+        return MeetingBook(self.workflow, self.config)
+
+    @cached_property
+    def planner(self) -> Planner:
+        return Planner(self.engine, self.config, self.notifier)
+
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(engine=self.engine, transport=self.transport(), sender=self.mail.sender)
 
@@ -124,6 +144,9 @@ class Runtime:
             created_schema = recorded is None
             if recorded is None:
                 session.add(Meta(key=KEY_ID, value=key.key_id))
+            # Planning starts here: nothing that fell due before channelflow ran is sent.
+            if session.get(Meta, INITIALISED) is None:
+                session.add(Meta(key=INITIALISED, value=clock.now().isoformat()))
         return created_schema, created_key
 
     def close(self) -> None:

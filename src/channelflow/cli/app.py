@@ -73,8 +73,11 @@ def register() -> None:
         init_cmd,
         lifecycle_cmd,
         mail_cmd,
+        meetings_cmd,
         referral_cmd,
+        run_cmd,
         templates_cmd,
+        toolkit_cmd,
         user_cmd,
     )
 
@@ -86,6 +89,9 @@ def register() -> None:
         audit_cmd,
         templates_cmd,
         mail_cmd,
+        meetings_cmd,
+        run_cmd,
+        toolkit_cmd,
     ):
         module.register(root)
 

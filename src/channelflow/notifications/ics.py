@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from channelflow import clock
-from channelflow.notifications.kinds import Meeting
+from channelflow.notifications.kinds import Meeting, body_name
 from channelflow.notifications.message import Attachment
 
 CONTENT_TYPE = "text/calendar; method=REQUEST; charset=utf-8"
@@ -34,8 +34,6 @@ _TIMEZONE = (
     "END:STANDARD",
     "END:VTIMEZONE",
 )
-
-_TITLES = {"panel": "Channel panel", "board": "Strategic Prevent Board"}
 
 
 def _escape(value: str) -> str:
@@ -76,14 +74,14 @@ def invitation(
     ``attendee`` is the recipient: a METHOD:REQUEST invitation names who it invites
     (RFC 5546), and calendar programs show it as an invitation only then.
     """
-    title = _TITLES.get(meeting.body, meeting.body)
+    title = body_name(meeting.body)
     ends_at = meeting.starts_at + timedelta(minutes=meeting.minutes)
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
         "PRODID:-//channelflow//channelflow//EN",
         "CALSCALE:GREGORIAN",
-        "METHOD:REQUEST",
+        "METHOD:CANCEL" if meeting.cancelled else "METHOD:REQUEST",
         *_TIMEZONE,
         "BEGIN:VEVENT",
         f"UID:{meeting.uid}",
@@ -94,7 +92,7 @@ def invitation(
         f"SUMMARY:{_escape(title)}",
         f"ORGANIZER:mailto:{organizer}",
         *([f"ATTENDEE;ROLE=REQ-PARTICIPANT;RSVP=FALSE:mailto:{attendee}"] if attendee else []),
-        "STATUS:CONFIRMED",
+        "STATUS:CANCELLED" if meeting.cancelled else "STATUS:CONFIRMED",
         "TRANSP:OPAQUE",
     ]
     if meeting.location:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,7 @@ class Kind(StrEnum):
     REVIEW_ESCALATION = "review_escalation"
     PROCESS_REVIEW_REMINDER = "process_review_reminder"
     BOARD_REMINDER = "board_reminder"
+    MEETING_CANCELLED = "meeting_cancelled"
     CASE_ASSIGNED = "case_assigned"
     TEST_MESSAGE = "test_message"
 
@@ -77,6 +78,7 @@ class Meeting:
     sequence: int = 0
     location: str | None = None
     link: str | None = None
+    cancelled: bool = False
 
     def __post_init__(self) -> None:
         _label(self.body)
@@ -173,6 +175,15 @@ class BoardReminder:
 
 
 @dataclass(frozen=True)
+class MeetingCancelled:
+    meeting: Meeting
+
+    def __post_init__(self) -> None:
+        if not self.meeting.cancelled:
+            raise InvalidInput("a cancellation notice needs a cancelled meeting")
+
+
+@dataclass(frozen=True)
 class CaseAssigned:
     reference: str
     role: str = "lead"
@@ -200,6 +211,7 @@ Context = (
     | ReviewEscalation
     | ProcessReviewReminder
     | BoardReminder
+    | MeetingCancelled
     | CaseAssigned
     | TestMessage
 )
@@ -211,6 +223,7 @@ CONTEXTS: dict[Kind, type[Any]] = {
     Kind.REVIEW_ESCALATION: ReviewEscalation,
     Kind.PROCESS_REVIEW_REMINDER: ProcessReviewReminder,
     Kind.BOARD_REMINDER: BoardReminder,
+    Kind.MEETING_CANCELLED: MeetingCancelled,
     Kind.CASE_ASSIGNED: CaseAssigned,
     Kind.TEST_MESSAGE: TestMessage,
 }
@@ -222,9 +235,18 @@ DESCRIPTIONS: dict[Kind, str] = {
     Kind.REVIEW_ESCALATION: "a review is overdue, to the chair",
     Kind.PROCESS_REVIEW_REMINDER: "a toolkit action's process review falls due, to its owner",
     Kind.BOARD_REMINDER: "a Strategic Prevent Board meeting, with an aggregate summary",
+    Kind.MEETING_CANCELLED: "a panel or board meeting whose agenda or reminder went out is off",
     Kind.CASE_ASSIGNED: "a case was adopted and you are its lead",
     Kind.TEST_MESSAGE: "a test that mail is delivered (`channelflow mail test`)",
 }
+
+
+BODY_NAMES = {"panel": "Channel panel", "board": "Strategic Prevent Board"}
+
+
+def body_name(body: str) -> str:
+    """What a meeting body is called in emails and calendar entries."""
+    return BODY_NAMES.get(body, body)
 
 
 def kind_of(context: Context) -> Kind:
@@ -277,6 +299,9 @@ def sample(kind: Kind) -> Context:
             cases_by_state=(("intervention", 4), ("closed", 9)),
             overdue_reviews=1,
             ratings_by_colour=(("green", 6), ("amber", 3), ("red", 1)),
+        ),
+        Kind.MEETING_CANCELLED: MeetingCancelled(
+            meeting=replace(meeting, sequence=2, cancelled=True)
         ),
         Kind.CASE_ASSIGNED: CaseAssigned(reference="CF-2026-0012", first_review_on=None),
         Kind.TEST_MESSAGE: TestMessage(sent_at=datetime(2026, 11, 28, 9, 0, tzinfo=UTC)),

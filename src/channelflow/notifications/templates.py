@@ -16,7 +16,7 @@ import jinja2
 
 from channelflow import clock
 from channelflow.exceptions import TemplateError
-from channelflow.notifications.kinds import Context, Kind, kind_of, sample, variables
+from channelflow.notifications.kinds import Context, Kind, body_name, kind_of, sample, variables
 
 PARTS = ("subject", "txt", "html")
 
@@ -88,6 +88,7 @@ class Templates:
             local_time=_local_time,
             label=_words,
             review_name=_review_name,
+            body_name=body_name,
         )
 
     def source_of(self, kind: Kind, part: str) -> str:

@@ -91,7 +91,7 @@ class PostExitReview(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("referral.id"), nullable=False, index=True)
     )
     months: int
-    due_on: date
+    due_on: date = Field(index=True)
     recorded_on: date | None = None
     outcome: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
 
@@ -187,3 +187,77 @@ class OutboxMessage(SQLModel, table=True):
     provider_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class MeetingRow(SQLModel, table=True):
+    """A panel or board meeting changed by hand: moved, cancelled, or added off the rule.
+
+    Meetings that follow the rule have no row; the calendar is the rule plus these rows, so a
+    changed rule in the configuration needs no rewriting of stored dates. ``uid`` stays the
+    same when a meeting moves (calendar programs match on it); ``sequence`` goes up.
+    """
+
+    __tablename__ = "meeting"
+    __table_args__ = (UniqueConstraint("body", "rule_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    body: str = Field(sa_column=Column(String(16), nullable=False))
+    uid: str = Field(sa_column=Column(String(128), nullable=False, unique=True))
+    # The rule's day this meeting replaces; none for a meeting added by hand.
+    rule_day: date | None = None
+    starts_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    cancelled: bool = Field(sa_column=Column(Boolean, nullable=False))
+    sequence: int = Field(sa_column=Column(Integer, nullable=False))
+    changed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    changed_by: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class MeetingNotice(SQLModel, table=True):
+    """A meeting's agenda or board reminder was planned for this version (sequence) of it."""
+
+    __tablename__ = "meeting_notice"
+
+    meeting_uid: str = Field(sa_column=Column(String(128), primary_key=True))
+    sequence: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    issued_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class AgendaItem(SQLModel, table=True):
+    """A case already announced for a meeting, in its agenda or an addendum."""
+
+    __tablename__ = "agenda_item"
+
+    meeting_uid: str = Field(sa_column=Column(String(128), primary_key=True))
+    reference: str = Field(sa_column=Column(String(32), primary_key=True))
+    announced_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ToolkitBenchmark(SQLModel, table=True):
+    """A benchmark of the Prevent duty toolkit self-assessment and its current rating."""
+
+    __tablename__ = "toolkit_benchmark"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    position: int = Field(sa_column=Column(Integer, nullable=False))
+    rating: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ToolkitAction(SQLModel, table=True):
+    """An action against a benchmark, its owner (a user) and its next process review."""
+
+    __tablename__ = "toolkit_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    benchmark_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("toolkit_benchmark.id"), nullable=False, index=True)
+    )
+    text: str = Field(sa_column=Column(String(200), nullable=False))
+    owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    review_on: date | None = None
+    completed_on: date | None = None
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

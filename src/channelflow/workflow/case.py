@@ -52,6 +52,8 @@ class FireRequest:
     # Role of each user named in the values (the case lead), looked up by the caller.
     user_roles: Mapping[str, Role] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    # The first panel meeting after a day: the configured calendar, moved meetings included.
+    next_panel: Callable[[date], date] = next_panel_after
 
     @property
     def occurred_on(self) -> date:
@@ -147,7 +149,7 @@ def _parse_values(spec: EventSpec, request: FireRequest) -> dict[str, Any]:
 def _later_date(request: FireRequest, name: str, *, after: date) -> date:
     """A date value that must fall after ``after``, defaulting to the next panel after it."""
     if name not in request.data:
-        request.data[name] = next_panel_after(after).isoformat()
+        request.data[name] = request.next_panel(after).isoformat()
     chosen = date.fromisoformat(request.data[name])
     if chosen <= after:
         raise GuardRefused(f"--set {name} must be after {after.isoformat()}")

@@ -3,7 +3,7 @@ bump and the audit event, or nothing at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -29,7 +29,7 @@ from channelflow.store.db import (
 from channelflow.store.models import AccessLog, Person, Referral, User
 from channelflow.workflow import policy, users
 from channelflow.workflow.case import FireRequest
-from channelflow.workflow.dates import date_not_in_future, not_in_future
+from channelflow.workflow.dates import date_not_in_future, next_panel_after, not_in_future
 from channelflow.workflow.notices import notices_for_change
 from channelflow.workflow.store_mapping import (
     Writer,
@@ -105,12 +105,14 @@ class Workflow:
         key: AuditKey,
         reference_prefix: str = DEFAULT_PREFIX,
         notifier: Notifier | None = None,
+        next_panel: Callable[[date], date] = next_panel_after,
     ) -> None:
         if not reference_prefix.isalnum() or not reference_prefix.isascii():
             raise InvalidInput("the reference prefix must be letters and digits only")
         self.engine = engine
         self.key = key
         self.notifier = notifier or Notifier()
+        self.next_panel = next_panel
         self.reference_prefix = reference_prefix.upper()
 
     # Users ---------------------------------------------------------------------------
@@ -324,6 +326,7 @@ class Workflow:
                 reason=reason,
                 values=values,
                 user_roles=_roles_of(connection, values.get("lead")),
+                next_panel=self.next_panel,
             )
             from_state = case.state
             case.fire(request)

@@ -36,3 +36,8 @@ def may_read_case(role: Role, user: str, *, lead: str | None, reached_panel: boo
 
 def may_read_personal_data(role: Role) -> bool:
     return role in PERSONAL_DATA_READERS
+
+
+# Who may add, move or cancel panel and board meetings, and change the toolkit.
+MEETING_MANAGERS = frozenset({Role.COORDINATOR, Role.CHAIR})
+TOOLKIT_MANAGERS = MEETING_MANAGERS
