@@ -63,6 +63,7 @@ class ScheduledMeeting:
             sequence=self.sequence,
             location=settings.location,
             link=settings.link,
+            cancelled=self.cancelled,
         )
 
     def as_dict(self) -> dict[str, object]:

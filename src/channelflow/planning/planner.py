@@ -168,12 +168,16 @@ class _Pass:
             first, self.today + timedelta(days=2 * lead + 21), include_cancelled=True
         )
 
-    def notice_due(self, meeting: ScheduledMeeting) -> datetime | None:
-        """When this version of the meeting's agenda or reminder falls due, if it has."""
+    def notice_due(self, meeting: ScheduledMeeting, issued: set[int]) -> datetime | None:
+        """When this version of the meeting's agenda or reminder falls due, if it has.
+
+        Once an earlier version went out, the update goes as soon as the meeting changes:
+        members' calendars must not keep the old time until the new lead time comes round.
+        """
         lead = self.config.body(meeting.body).lead_working_days
         due = self.planner.sending_at(self.planner.workdays.before(meeting.day, lead))
         if meeting.changed_at is not None:
-            due = max(due, meeting.changed_at)
+            due = meeting.changed_at if issued else max(due, meeting.changed_at)
         if due > self.now:
             return None
         # Notices for a meeting already held go out only if they fell due since the last pass
@@ -215,12 +219,12 @@ class _Pass:
             if meeting.cancelled:
                 self.cancellation(meeting, members)
                 continue
-            if self.notice_due(meeting) is None:
+            issued = self.issued(meeting.uid)
+            if self.notice_due(meeting, issued) is None:
                 continue
             agenda = cache(
                 lambda m=meeting: build_agenda(self.connection, calendar, m, now=self.now)
             )
-            issued = self.issued(meeting.uid)
             self.to_each(members, f"panel_agenda:{meeting.uid}:s{meeting.sequence}", agenda)
             announced = set(
                 self.connection.execute(
@@ -261,7 +265,8 @@ class _Pass:
             if meeting.cancelled:
                 self.cancellation(meeting, members)
                 continue
-            due = self.notice_due(meeting)
+            issued = self.issued(meeting.uid)
+            due = self.notice_due(meeting, issued)
             if due is None:
                 continue
             previous = calendar.previous(meeting)
@@ -272,7 +277,7 @@ class _Pass:
                     self.connection, m.context(settings), period_from=a, period_to=b
                 )
             )
-            if meeting.sequence not in self.issued(meeting.uid):
+            if meeting.sequence not in issued:
                 self.record_issue(meeting)
             self.to_each(members, f"board_reminder:{meeting.uid}:s{meeting.sequence}", summary)
 
