@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigurationError(
             f"the configuration file {path} is not valid TOML: {error}"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"the configuration file {path} is not UTF-8 text") from None
     try:
         return parse_config(data)
     except ConfigurationError as error:
@@ -116,7 +118,12 @@ def parse_config(data: dict[str, Any]) -> Config:
         reminders=ReminderSettings(
             days_before=days_before,
             escalate_after_working_days=_integer(
-                reminders, "escalate_after_working_days", 2, "[reminders]", low=1
+                reminders,
+                "escalate_after_working_days",
+                2,
+                "[reminders]",
+                low=1,
+                high=MAX_LEAD_DAYS,
             ),
             escalate_to=_names(reminders, "escalate_to", "[reminders]"),
             toolkit_days_before=_days(reminders, "toolkit_days_before", days_before, "[reminders]"),
@@ -163,11 +170,12 @@ def _body(table: dict[str, Any], default: BodySettings) -> BodySettings:
         or len(set(months)) != len(months)
     ):
         raise ConfigurationError(f"{where} months must be a list of month numbers (1-12)")
+    at = _clock_time(table, "time", rule.at, where)
     try:
         new_rule = MeetingRule(
             weekday=WEEKDAYS.index(weekday.strip().lower()),
             occurrence=occurrence,
-            at=_clock_time(table, "time", rule.at, where),
+            at=at,
             months=tuple(sorted(months)),
         )
     except ConfigurationError as error:
@@ -194,7 +202,9 @@ def _schedule(table: dict[str, Any]) -> ScheduleSettings:
         where,
     )
     closed = table.get("closed_days", [])
-    if not isinstance(closed, list) or not all(isinstance(day, date) for day in closed):
+    if not isinstance(closed, list) or not all(
+        isinstance(day, date) and not isinstance(day, datetime) for day in closed
+    ):
         raise ConfigurationError(
             f"{where} closed_days must be a list of dates written YYYY-MM-DD (without quotes)"
         )

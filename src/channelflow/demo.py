@@ -551,6 +551,7 @@ def _summary(workflow: Workflow, referrals: int, events: int) -> DemoSummary:
         f"{_count(reviews_due, 'support-plan review')} and "
         f"{_count(post_exit_due, 'post-exit review')} due by {soon.isoformat()}",
         "try: channelflow referral list --by cora.coordinator",
+        "see six weeks of agendas and reminders: channelflow run --once --now +6w",
     ]
     by_state = {state: counts.get(state, 0) for state in REFERRAL_LIFECYCLE.states}
     return DemoSummary(referrals, events, by_state, actions)

@@ -14,6 +14,7 @@ from channelflow.audit.keys import AuditKey, create_key, load_key
 from channelflow.config import Config, load_config
 from channelflow.exceptions import AuditKeyError, ConfigurationError
 from channelflow.meetings.book import MeetingBook
+from channelflow.meetings.calendar import MeetingCalendar
 from channelflow.notifications import Dispatcher, Notifier, Templates
 from channelflow.notifications.transports import (
     FileTransport,
@@ -27,6 +28,7 @@ from channelflow.store import schema
 from channelflow.store.db import open_engine, read_session, write_session
 from channelflow.store.models import AuditEvent, Meta
 from channelflow.workflow.engine import Workflow
+from channelflow.workflow.store_mapping import Writer
 
 KEY_ID = "audit_key_id"
 
@@ -69,9 +71,9 @@ class Runtime:
             next_panel=self.next_panel_after,
         )
 
-    def next_panel_after(self, day: date) -> date:
+    def next_panel_after(self, connection: Writer, day: date) -> date:
         """The first panel meeting after ``day`` on the configured calendar."""
-        upcoming = self.meetings.calendar("panel").next_after(day)
+        upcoming = MeetingCalendar.load(connection, self.config.panel).next_after(day)
         if upcoming is None:
             raise ConfigurationError("the panel calendar has no meeting in the coming year")
         return upcoming.day

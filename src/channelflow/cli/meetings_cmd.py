@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import click
@@ -15,7 +15,7 @@ from channelflow.exceptions import InvalidInput, MeetingNotFound
 from channelflow.meetings.calendar import ScheduledMeeting
 from channelflow.notifications.kinds import BoardReminder, PanelAgenda, body_name
 from channelflow.planning.agenda import build_agenda
-from channelflow.planning.summary import board_summary
+from channelflow.planning.summary import board_period, board_summary
 from channelflow.runtime import Runtime
 from channelflow.store.db import read_session
 from channelflow.workflow.dates import parse_date, parse_datetime
@@ -26,6 +26,24 @@ DEFAULT_SPAN = timedelta(days=365)
 def _row(meeting: ScheduledMeeting) -> list[Any]:
     data = meeting.as_dict()
     return [data["date"], data["starts_at"], data["status"], data["origin"], data["sequence"]]
+
+
+def _meeting_time(text: str, what: str) -> datetime:
+    if len(text.strip()) == 10:
+        raise InvalidInput(f"{what} needs a time of day too, such as {text.strip()}T10:00")
+    return parse_datetime(text, what=what)
+
+
+def _report(rt: Runtime, meeting: ScheduledMeeting, what: str, as_json: bool) -> None:
+    if as_json:
+        print_json(meeting.as_dict())
+    else:
+        click.echo(_changed(meeting, what))
+    if not meeting.cancelled and not rt.planner.workdays.is_working_day(meeting.day):
+        click.echo(
+            f"channelflow: warning: {meeting.day.isoformat()} is a weekend day or bank holiday",
+            err=True,
+        )
 
 
 def _when(meeting: ScheduledMeeting) -> str:
@@ -59,22 +77,30 @@ def _agenda_of(rt: Runtime, body: str, day: date | None) -> tuple[ScheduledMeeti
         connection = session.connection()
         if body == "panel":
             return meeting, build_agenda(connection, calendar, meeting, now=now)
-        previous = calendar.previous(meeting)
-        sends_on = rt.planner.workdays.before(meeting.day, settings.lead_working_days)
-        return meeting, board_summary(
-            connection,
-            meeting.context(settings),
-            period_from=previous.day if previous else meeting.day - timedelta(days=91),
-            period_to=sends_on - timedelta(days=1),
+        period_from, period_to = board_period(
+            calendar, meeting, rt.planner.sends_on, rt.planner.sends_on(meeting)
         )
+        return meeting, board_summary(
+            connection, meeting.context(settings), period_from=period_from, period_to=period_to
+        )
+
+
+# The (name, count) pairs of an agenda or a board summary, shown as JSON objects.
+_COUNTS = (
+    "counts_by_state",
+    "referrals_by_sector",
+    "referrals_by_outcome",
+    "cases_by_state",
+    "ratings_by_colour",
+)
 
 
 def _agenda_json(meeting: ScheduledMeeting, content: PanelAgenda | BoardReminder) -> dict[str, Any]:
     data = asdict(content)
     data["meeting"] = meeting.as_dict()
-    for name, value in list(data.items()):
-        if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-            data[name] = dict(value)
+    for name in _COUNTS:
+        if name in data:
+            data[name] = dict(data[name])
     return data
 
 
@@ -145,9 +171,9 @@ def meeting_group(body: str) -> click.Group:
     def add(when: str, as_json: bool, db: str | None, by: str | None) -> None:
         """Add a meeting at DATETIME (Europe/London unless an offset is given)."""
         rt = runtime(db)
-        starts_at = parse_datetime(when, what="the meeting time")
+        starts_at = _meeting_time(when, "the meeting time")
         meeting = rt.meetings.add(body, starts_at, by=acting_user(rt, by))
-        print_json(meeting.as_dict()) if as_json else click.echo(_changed(meeting, "added"))
+        _report(rt, meeting, "added", as_json)
 
     @group.command("move")
     @click.argument("day", metavar="DATE")
@@ -160,10 +186,10 @@ def meeting_group(body: str) -> click.Group:
         meeting = rt.meetings.move(
             body,
             parse_date(day, what="the meeting date"),
-            parse_datetime(when, what="the new meeting time"),
+            _meeting_time(when, "the new meeting time"),
             by=acting_user(rt, by),
         )
-        print_json(meeting.as_dict()) if as_json else click.echo(_changed(meeting, "moved"))
+        _report(rt, meeting, "moved", as_json)
 
     @group.command("cancel")
     @click.argument("day", metavar="DATE")
@@ -175,7 +201,7 @@ def meeting_group(body: str) -> click.Group:
         meeting = rt.meetings.cancel(
             body, parse_date(day, what="the meeting date"), by=acting_user(rt, by)
         )
-        print_json(meeting.as_dict()) if as_json else click.echo(_changed(meeting, "cancelled"))
+        _report(rt, meeting, "cancelled", as_json)
 
     @group.command("agenda")
     @click.option("--date", "day", metavar="DATE", help="the meeting's date (default: the next)")

@@ -20,6 +20,8 @@ from channelflow.workflow.dates import parse_datetime
 
 # A few days or weeks ahead of the real clock, for previews: "+10d", "+6w".
 _AHEAD = re.compile(r"\+([0-9]{1,4})([dw])")
+# How far ahead of the real clock --now may be before it counts as the future (clock skew).
+_SLACK = timedelta(minutes=5)
 
 
 @click.command("run")
@@ -31,23 +33,43 @@ _AHEAD = re.compile(r"\+([0-9]{1,4})([dw])")
     help="with --once: act as if it were this instant (Europe/London unless an offset is "
     "given), or this long from now: +10d, +6w",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="with --once: list what would be planned, and plan and send nothing",
+)
 @db_option
-def run(once: bool, now_text: str | None, db: str | None) -> None:
+def run(once: bool, now_text: str | None, dry_run: bool, db: str | None) -> None:
     """Plan agendas, reminders and board summaries as they fall due, and send them.
 
     Runs until stopped (SIGTERM or Ctrl-C finish the email being sent, then exit). With
     --once it plans and sends everything due by now (or --now) and exits: a way to catch
-    up, to preview a date with the file transport, or to run from cron.
+    up or to run from cron. --once --dry-run --now DATE previews what would go by then.
     """
     if now_text is not None and not once:
         raise InvalidInput("--now needs --once: a running process follows the real clock")
+    if dry_run and not once:
+        raise InvalidInput("--dry-run needs --once")
     rt = runtime(db)
     if now_text is not None:
-        clock.set_now(_instant(now_text))
+        instant = _instant(now_text)
+        if not dry_run and instant > clock.now() + _SLACK and rt.mail.transport != "file":
+            # Planned email is planned once: sent early now, it would not be sent when due.
+            raise InvalidInput(
+                f"--now is in the future, so this would send real email early through the "
+                f"{rt.mail.transport} transport; preview with --dry-run"
+            )
+        clock.set_now(instant)
     # Checked before anything is planned: a bad template, mail setting or member fails now.
     rt.templates.check()
     rt.transport().close()
     rt.planner.check()
+    if dry_run:
+        plan = rt.planner.plan(dry_run=True)
+        click.echo(plan.describe())
+        for key in plan.keys:
+            click.echo(f"  {key}")
+        return
     scheduler = Scheduler(rt.planner, rt.dispatcher, rt.config.schedule)
     if once:
         # Warnings (a member without an address, sending paused) go to stderr as they happen.

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from channelflow import clock
 from channelflow.config import BodySettings
 from channelflow.notifications.kinds import Meeting
+from channelflow.store.db import DriverConnection, DriverStatement
 from channelflow.store.models import MeetingRow
 
 # How far ahead `next_after` looks: a rule meets at least once a year.
 _HORIZON = timedelta(days=400)
 _meeting = MeetingRow.__table__  # type: ignore[attr-defined]
+_ROWS = DriverStatement(select(_meeting).where(_meeting.c.body == bindparam("body")))
 
 
 def uid_for(body: str, day: date, *, added: bool = False) -> str:
@@ -88,9 +90,11 @@ class MeetingCalendar:
         self._replaced = {m.rule_day for m in self.changed if m.rule_day is not None}
 
     @classmethod
-    def load(cls, connection: Connection, settings: BodySettings) -> MeetingCalendar:
-        rows = connection.execute(select(_meeting).where(_meeting.c.body == settings.name)).all()
-        return cls(settings, rows)
+    def load(
+        cls, connection: Connection | DriverConnection, settings: BodySettings
+    ) -> MeetingCalendar:
+        """Within the caller's transaction, on either kind of connection."""
+        return cls(settings, _ROWS.all(connection, {"body": settings.name}))
 
     def meetings(
         self, first: date, last: date, *, include_cancelled: bool = False

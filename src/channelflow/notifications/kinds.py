@@ -30,6 +30,7 @@ class Kind(StrEnum):
     REVIEW_ESCALATION = "review_escalation"
     PROCESS_REVIEW_REMINDER = "process_review_reminder"
     BOARD_REMINDER = "board_reminder"
+    MEETING_MOVED = "meeting_moved"
     MEETING_CANCELLED = "meeting_cancelled"
     CASE_ASSIGNED = "case_assigned"
     TEST_MESSAGE = "test_message"
@@ -175,6 +176,17 @@ class BoardReminder:
 
 
 @dataclass(frozen=True)
+class MeetingMoved:
+    """A meeting whose agenda or reminder already went out has a new time."""
+
+    meeting: Meeting
+
+    def __post_init__(self) -> None:
+        if self.meeting.cancelled or self.meeting.sequence < 1:
+            raise InvalidInput("a notice of a move needs a meeting that was changed")
+
+
+@dataclass(frozen=True)
 class MeetingCancelled:
     meeting: Meeting
 
@@ -211,6 +223,7 @@ Context = (
     | ReviewEscalation
     | ProcessReviewReminder
     | BoardReminder
+    | MeetingMoved
     | MeetingCancelled
     | CaseAssigned
     | TestMessage
@@ -223,6 +236,7 @@ CONTEXTS: dict[Kind, type[Any]] = {
     Kind.REVIEW_ESCALATION: ReviewEscalation,
     Kind.PROCESS_REVIEW_REMINDER: ProcessReviewReminder,
     Kind.BOARD_REMINDER: BoardReminder,
+    Kind.MEETING_MOVED: MeetingMoved,
     Kind.MEETING_CANCELLED: MeetingCancelled,
     Kind.CASE_ASSIGNED: CaseAssigned,
     Kind.TEST_MESSAGE: TestMessage,
@@ -235,6 +249,7 @@ DESCRIPTIONS: dict[Kind, str] = {
     Kind.REVIEW_ESCALATION: "a review is overdue, to the chair",
     Kind.PROCESS_REVIEW_REMINDER: "a toolkit action's process review falls due, to its owner",
     Kind.BOARD_REMINDER: "a Strategic Prevent Board meeting, with an aggregate summary",
+    Kind.MEETING_MOVED: "a panel or board meeting whose agenda or reminder went out has moved",
     Kind.MEETING_CANCELLED: "a panel or board meeting whose agenda or reminder went out is off",
     Kind.CASE_ASSIGNED: "a case was adopted and you are its lead",
     Kind.TEST_MESSAGE: "a test that mail is delivered (`channelflow mail test`)",
@@ -300,6 +315,7 @@ def sample(kind: Kind) -> Context:
             overdue_reviews=1,
             ratings_by_colour=(("green", 6), ("amber", 3), ("red", 1)),
         ),
+        Kind.MEETING_MOVED: MeetingMoved(meeting=replace(meeting, sequence=1)),
         Kind.MEETING_CANCELLED: MeetingCancelled(
             meeting=replace(meeting, sequence=2, cancelled=True)
         ),

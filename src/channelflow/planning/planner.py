@@ -32,6 +32,7 @@ from channelflow.notifications.kinds import (
     AgendaAddendum,
     Context,
     MeetingCancelled,
+    MeetingMoved,
     ProcessReviewReminder,
     ReviewDue,
     ReviewEscalation,
@@ -40,7 +41,7 @@ from channelflow.notifications.kinds import (
 from channelflow.notifications.notifier import Notice, Notifier
 from channelflow.planning.agenda import AgendaWindow, build_agenda, panel_cases
 from channelflow.planning.recipients import Directory, Recipient
-from channelflow.planning.summary import board_summary
+from channelflow.planning.summary import board_period, board_summary
 from channelflow.states import referral as lc
 from channelflow.store.db import write_connection
 from channelflow.store.models import (
@@ -78,6 +79,8 @@ class PlanReport:
     queued: Counter[str] = field(default_factory=Counter)
     # Users who should have had an email this pass but have no address.
     no_email: set[str] = field(default_factory=set)
+    dry_run: bool = False
+    keys: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -87,7 +90,12 @@ class PlanReport:
         if self.skipped:
             return "another process is planning; this pass planned nothing"
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.queued.items()))
-        return f"planned {self.total} email(s)" + (f": {kinds}" if kinds else "")
+        verb = "would plan" if self.dry_run else "planned"
+        return f"{verb} {self.total} email(s)" + (f": {kinds}" if kinds else "")
+
+
+class _RolledBack(Exception):
+    """Ends a dry run's transaction without committing it."""
 
 
 @dataclass
@@ -109,21 +117,32 @@ class Planner:
         with write_connection(self.engine, writers_lock=False) as connection:
             Directory(connection).check(self.config)
 
-    def plan(self, *, now: datetime | None = None) -> PlanReport:
+    def plan(self, *, now: datetime | None = None, dry_run: bool = False) -> PlanReport:
+        """Queue what has fallen due by ``now``; with ``dry_run``, only say what it would be
+        (everything is rendered and checked, then the transaction is rolled back)."""
         now = now or clock.now()
-        report = PlanReport(now=now)
-        with write_connection(self.engine, writers_lock=False) as connection:
-            if (
-                connection.dialect.name == "postgresql"
-                and not connection.execute(
-                    select(func.pg_try_advisory_xact_lock(PLANNING_LOCK))
-                ).scalar_one()
-            ):
-                report.skipped = True
-                return report
-            pass_ = _Pass(self, connection, now, report)
-            pass_.run()
+        report = PlanReport(now=now, dry_run=dry_run)
+        try:
+            with write_connection(self.engine, writers_lock=False) as connection:
+                if (
+                    connection.dialect.name == "postgresql"
+                    and not connection.execute(
+                        select(func.pg_try_advisory_xact_lock(PLANNING_LOCK))
+                    ).scalar_one()
+                ):
+                    report.skipped = True
+                    return report
+                _Pass(self, connection, now, report).run()
+                if dry_run:
+                    raise _RolledBack
+        except _RolledBack:
+            pass
         return report
+
+    def sends_on(self, meeting: ScheduledMeeting) -> date:
+        """The working day a meeting's agenda or reminder goes, its lead time before it."""
+        lead = self.config.body(meeting.body).lead_working_days
+        return self.workdays.before(meeting.day, lead)
 
     def sending_at(self, day: date) -> datetime:
         return datetime.combine(day, self.config.schedule.sending_time, clock.LOCAL_ZONE)
@@ -162,22 +181,22 @@ class _Pass:
     # Meetings ------------------------------------------------------------------------
 
     def meetings(self, calendar: MeetingCalendar) -> list[ScheduledMeeting]:
+        """Meetings whose notices may fall due now, and every upcoming one changed by hand
+        (moved far ahead, its members must still hear of the move now)."""
         lead = calendar.settings.lead_working_days
         first = min(clock.local_date(self.since), self.today) - timedelta(days=1)
-        return calendar.meetings(
-            first, self.today + timedelta(days=2 * lead + 21), include_cancelled=True
-        )
+        last = self.today + timedelta(days=2 * lead + 21)
+        found = {m.uid: m for m in calendar.meetings(first, last, include_cancelled=True)}
+        for meeting in calendar.changed:
+            if meeting.starts_at > self.now:
+                found.setdefault(meeting.uid, meeting)
+        return sorted(found.values(), key=lambda m: (m.starts_at, m.uid))
 
-    def notice_due(self, meeting: ScheduledMeeting, issued: set[int]) -> datetime | None:
-        """When this version of the meeting's agenda or reminder falls due, if it has.
-
-        Once an earlier version went out, the update goes as soon as the meeting changes:
-        members' calendars must not keep the old time until the new lead time comes round.
-        """
-        lead = self.config.body(meeting.body).lead_working_days
-        due = self.planner.sending_at(self.planner.workdays.before(meeting.day, lead))
+    def notice_due(self, meeting: ScheduledMeeting) -> datetime | None:
+        """When this version of the meeting's agenda or reminder falls due, if it has."""
+        due = self.planner.sending_at(self.planner.sends_on(meeting))
         if meeting.changed_at is not None:
-            due = meeting.changed_at if issued else max(due, meeting.changed_at)
+            due = max(due, meeting.changed_at)
         if due > self.now:
             return None
         # Notices for a meeting already held go out only if they fell due since the last pass
@@ -185,6 +204,14 @@ class _Pass:
         if meeting.starts_at <= self.now and due <= self.since:
             return None
         return due
+
+    def moved(self, meeting: ScheduledMeeting, issued: set[int], members: list[Recipient]) -> None:
+        """Members who have an earlier version in their calendars hear of a move at once;
+        the agenda or reminder itself still goes its lead time before the new date."""
+        if not issued or meeting.sequence in issued or meeting.starts_at <= self.now:
+            return
+        context = MeetingMoved(meeting.context(self.config.body(meeting.body)))
+        self.to_each(members, f"meeting_moved:{meeting.uid}:s{meeting.sequence}", _fixed(context))
 
     def issued(self, uid: str) -> set[int]:
         return set(
@@ -220,7 +247,8 @@ class _Pass:
                 self.cancellation(meeting, members)
                 continue
             issued = self.issued(meeting.uid)
-            if self.notice_due(meeting, issued) is None:
+            if self.notice_due(meeting) is None:
+                self.moved(meeting, issued, members)
                 continue
             agenda = cache(
                 lambda m=meeting: build_agenda(self.connection, calendar, m, now=self.now)
@@ -266,12 +294,13 @@ class _Pass:
                 self.cancellation(meeting, members)
                 continue
             issued = self.issued(meeting.uid)
-            due = self.notice_due(meeting, issued)
+            due = self.notice_due(meeting)
             if due is None:
+                self.moved(meeting, issued, members)
                 continue
-            previous = calendar.previous(meeting)
-            period_from = previous.day if previous else meeting.day - timedelta(days=91)
-            period_to = clock.local_date(due) - timedelta(days=1)
+            period_from, period_to = board_period(
+                calendar, meeting, self.planner.sends_on, clock.local_date(due)
+            )
             summary = cache(
                 lambda m=meeting, a=period_from, b=period_to: board_summary(
                     self.connection, m.context(settings), period_from=a, period_to=b
@@ -308,31 +337,31 @@ class _Pass:
                 _referral.c.lead,
                 _review.c.months,
                 _review.c.due_on,
-                _referral.c.updated_at,
             )
             .join(_referral, _referral.c.id == _review.c.referral_id)
             .where(_review.c.recorded_on.is_(None), _review.c.due_on.between(first, last))
         ).all()
         escalate_to = self.directory.escalation(self.config)
+        # A support-plan review's date is set by the case's latest change, so its reminders
+        # count only from then; post-exit review dates are fixed at exit, months earlier.
         for row in plans:
             self.review(
                 ReviewDue(row.reference, "support_plan", row.due_on),
                 row.lead,
-                row.updated_at,
+                max(self.initialised, row.updated_at),
                 escalate_to,
             )
         for row in post_exit:
             review = ReviewDue(row.reference, f"post_exit_{row.months}", row.due_on)
-            self.review(review, row.lead, row.updated_at, escalate_to)
+            self.review(review, row.lead, self.initialised, escalate_to)
 
     def review(
         self,
         review: ReviewDue,
         lead: str | None,
-        changed_at: datetime,
+        known_since: datetime,
         escalate_to: list[Recipient],
     ) -> None:
-        known_since = max(self.initialised, changed_at)
         occasion = f"{review.reference}:{review.review}:{review.due_on.isoformat()}"
         workdays = self.planner.workdays
         lead_user = self.directory.get(lead)
@@ -406,7 +435,12 @@ class _Pass:
         for notice in notices:
             kind = notice.key.split(":", 1)[0]
             self.report.queued[kind] += 1
-            log.info("queued %s", notice.key)
+            self.report.keys.append(notice.key)
+            if not self.report.dry_run:
+                log.info("queued %s", notice.key)
+        # The occasions hold closures over this pass; let them go with it, not at the next
+        # full garbage collection.
+        self.occasions.clear()
 
     def advance_watermark(self) -> None:
         mark = max(self.since, self.now).isoformat()

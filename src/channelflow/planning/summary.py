@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable
+from datetime import date, timedelta
 
 from sqlalchemy import Connection, and_, case, func, select
 
 from channelflow import categories
+from channelflow.meetings.calendar import MeetingCalendar, ScheduledMeeting
 from channelflow.notifications.kinds import BoardReminder, Meeting
 from channelflow.states import REFERRAL_LIFECYCLE
 from channelflow.states import referral as lc
@@ -26,6 +28,19 @@ OUTCOMES = (
     "closed_other",
     "awaiting_decision",
 )
+
+
+def board_period(
+    calendar: MeetingCalendar,
+    meeting: ScheduledMeeting,
+    sends_on: Callable[[ScheduledMeeting], date],
+    sent_on: date,
+) -> tuple[date, date]:
+    """The days a board summary covers: from where the previous one stopped to the day before
+    this one goes, so every referral is counted in exactly one summary."""
+    previous = calendar.previous(meeting)
+    start = sends_on(previous) if previous else sent_on - timedelta(days=91)
+    return start, sent_on - timedelta(days=1)
 
 
 def board_summary(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -84,14 +85,24 @@ class Referral(SQLModel, table=True):
 
 class PostExitReview(SQLModel, table=True):
     __tablename__ = "post_exit_review"
-    __table_args__ = (UniqueConstraint("referral_id", "months"),)
+    __table_args__ = (
+        UniqueConstraint("referral_id", "months"),
+        # The reviews still to be held, by date: what planning and agendas look for; the
+        # recorded ones (nearly all of them, after a few years) stay out of the index.
+        Index(
+            "ix_post_exit_review_open_due",
+            "due_on",
+            sqlite_where=text("recorded_on IS NULL"),
+            postgresql_where=text("recorded_on IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     referral_id: int = Field(
         sa_column=Column(Integer, ForeignKey("referral.id"), nullable=False, index=True)
     )
     months: int
-    due_on: date = Field(index=True)
+    due_on: date
     recorded_on: date | None = None
     outcome: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
 

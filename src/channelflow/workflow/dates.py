@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 
 from channelflow import clock
 from channelflow.exceptions import InvalidInput
 from channelflow.meetings.rules import PANEL_RULE
 
 EARLIEST_YEAR = 1900
+# Far enough for any plan, near enough that date arithmetic never overflows.
+LATEST_YEAR = 2999
 
 
 def parse_date(text: str, *, what: str) -> date:
@@ -17,9 +19,15 @@ def parse_date(text: str, *, what: str) -> date:
         parsed = date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(f"{what} must be a date written YYYY-MM-DD") from None
-    if parsed.year < EARLIEST_YEAR:
-        raise InvalidInput(f"{what} is before {EARLIEST_YEAR}")
+    _check_year(parsed.year, what)
     return parsed
+
+
+def _check_year(year: int, what: str) -> None:
+    if year < EARLIEST_YEAR:
+        raise InvalidInput(f"{what} is before {EARLIEST_YEAR}")
+    if year > LATEST_YEAR:
+        raise InvalidInput(f"{what} is after {LATEST_YEAR}")
 
 
 def parse_datetime(text: str, *, what: str) -> datetime:
@@ -34,9 +42,15 @@ def parse_datetime(text: str, *, what: str) -> datetime:
         raise InvalidInput(
             f"{what} must be a date (YYYY-MM-DD) or date and time (YYYY-MM-DDTHH:MM)"
         ) from None
-    if parsed.year < EARLIEST_YEAR:
-        raise InvalidInput(f"{what} is before {EARLIEST_YEAR}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=clock.LOCAL_ZONE)
+    _check_year(parsed.year, what)
+    if parsed.tzinfo is not None:
+        return parsed
+    local = parsed.replace(tzinfo=clock.LOCAL_ZONE)
+    if local.astimezone(UTC).astimezone(clock.LOCAL_ZONE).replace(tzinfo=None) != parsed:
+        raise InvalidInput(
+            f"{what} does not exist in Europe/London: the clocks go forward that night"
+        )
+    return local
 
 
 def not_in_future(instant: datetime, *, what: str) -> datetime:

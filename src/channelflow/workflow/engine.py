@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select, text
@@ -105,14 +106,15 @@ class Workflow:
         key: AuditKey,
         reference_prefix: str = DEFAULT_PREFIX,
         notifier: Notifier | None = None,
-        next_panel: Callable[[date], date] = next_panel_after,
+        next_panel: Callable[[Writer, date], date] | None = None,
     ) -> None:
         if not reference_prefix.isalnum() or not reference_prefix.isascii():
             raise InvalidInput("the reference prefix must be letters and digits only")
         self.engine = engine
         self.key = key
         self.notifier = notifier or Notifier()
-        self.next_panel = next_panel
+        # The first panel meeting after a day, read in the change's own transaction.
+        self.next_panel = next_panel or (lambda _connection, day: next_panel_after(day))
         self.reference_prefix = reference_prefix.upper()
 
     # Users ---------------------------------------------------------------------------
@@ -326,7 +328,7 @@ class Workflow:
                 reason=reason,
                 values=values,
                 user_roles=_roles_of(connection, values.get("lead")),
-                next_panel=self.next_panel,
+                next_panel=partial(self.next_panel, connection),
             )
             from_state = case.state
             case.fire(request)

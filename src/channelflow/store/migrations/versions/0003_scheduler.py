@@ -72,12 +72,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_toolkit_action_benchmark_id", "toolkit_action", ["benchmark_id"])
-    # The planner finds post-exit reviews by due date on every pass.
-    op.create_index("ix_post_exit_review_due_on", "post_exit_review", ["due_on"])
+    # The planner finds the post-exit reviews still to be held by due date on every pass.
+    op.create_index(
+        "ix_post_exit_review_open_due",
+        "post_exit_review",
+        ["due_on"],
+        sqlite_where=sa.text("recorded_on IS NULL"),
+        postgresql_where=sa.text("recorded_on IS NULL"),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_post_exit_review_due_on", table_name="post_exit_review")
+    op.drop_index("ix_post_exit_review_open_due", table_name="post_exit_review")
     op.drop_index("ix_toolkit_action_benchmark_id", table_name="toolkit_action")
     for table in (
         "toolkit_action",
