@@ -45,8 +45,8 @@ class Scheduler:
         self.schedule = schedule
         self.stopping = threading.Event()
 
-    def plan(self) -> PlanReport:
-        report = self.planner.plan(now=clock.now())
+    def plan(self, *, dry_run: bool = False) -> PlanReport:
+        report = self.planner.plan(now=clock.now(), dry_run=dry_run)
         log.info("%s", report.describe())
         if report.no_email:
             log.warning("not emailed, no email address: %s", ", ".join(sorted(report.no_email)))

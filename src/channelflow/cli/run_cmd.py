@@ -64,18 +64,19 @@ def run(once: bool, now_text: str | None, dry_run: bool, db: str | None) -> None
     rt.templates.check()
     rt.transport().close()
     rt.planner.check()
-    if dry_run:
-        plan = rt.planner.plan(dry_run=True)
-        click.echo(plan.describe())
-        for key in plan.keys:
-            click.echo(f"  {key}")
-        return
     scheduler = Scheduler(rt.planner, rt.dispatcher, rt.config.schedule)
     if once:
         # Warnings (a member without an address, sending paused) go to stderr as they happen.
         logging.basicConfig(
             stream=sys.stderr, level=logging.WARNING, format="channelflow: warning: %(message)s"
         )
+    if dry_run:
+        plan = scheduler.plan(dry_run=True)
+        click.echo(plan.describe())
+        for key in plan.keys:
+            click.echo(f"  {key}")
+        return
+    if once:
         report = scheduler.run_once()
         click.echo(report.plan.describe())
         click.echo(describe(report.dispatch))

@@ -79,6 +79,8 @@ class PlanReport:
     queued: Counter[str] = field(default_factory=Counter)
     # Users who should have had an email this pass but have no address.
     no_email: set[str] = field(default_factory=set)
+    # Kinds of email that fell due with nobody to send them to (no chair, empty membership).
+    nobody: set[str] = field(default_factory=set)
     dry_run: bool = False
     keys: list[str] = field(default_factory=list)
 
@@ -315,7 +317,11 @@ class _Pass:
     def review_range(self, days_before: Iterable[int]) -> tuple[date, date]:
         escalation_span = 2 * self.config.reminders.escalate_after_working_days + 21
         first = min(clock.local_date(self.since), self.today) - timedelta(days=escalation_span)
-        return first, self.today + timedelta(days=max(days_before) + 7)
+        # A reminder on a closed day goes on the working day before, so every review due
+        # before the next working day plus the longest lead time may have one due today,
+        # however long the closure (Christmas).
+        next_working_day = self.planner.workdays.after(self.today, 1)
+        return first, next_working_day + timedelta(days=max(days_before) - 1)
 
     def plan_reviews(self) -> None:
         reminders = self.config.reminders
@@ -407,6 +413,8 @@ class _Pass:
     def to_each(
         self, recipients: list[Recipient], key: str, context: Callable[[], Context]
     ) -> None:
+        if not recipients:
+            self.report.nobody.add(key.split(":", 1)[0])
         for recipient in recipients:
             if not recipient.email:
                 self.report.no_email.add(recipient.name)
