@@ -383,7 +383,9 @@ def test_cancel_shows_the_meeting_as_cancelled(cli: Cli, db: Database) -> None:
     one_line_error(cli("panel", "cancel", "2026-12-31", "--by", "cora"), 3, "no panel meeting")
     moving = cli("panel", "move", "2026-12-31", "2027-01-05T10:00", "--by", "cora")
     one_line_error(moving, 3, "no panel meeting is on 2026-12-31")
-    one_line_error(cli("panel", "agenda", "--date", "2026-12-31"), 3, "no panel meeting")
+    one_line_error(
+        cli("panel", "agenda", "--by", "mel", "--date", "2026-12-31"), 3, "no panel meeting"
+    )
     assert len(db.meeting_events()) == 1
     assert cli("audit", "verify").code == 0
 
@@ -483,7 +485,7 @@ def test_the_acting_user_may_come_from_the_environment(
 
 def test_panel_agenda_json_lists_the_next_meetings_cases(cli: Cli) -> None:
     reference = panel_case(cli)
-    agenda = ok(cli("panel", "agenda", "--json"))
+    agenda = ok(cli("panel", "agenda", "--by", "mel", "--json"))
     assert agenda == {
         "meeting": rule_meeting("panel", "2026-11-26", "2026-11-26T10:00:00+00:00"),
         "new_cases": [reference],
@@ -493,15 +495,15 @@ def test_panel_agenda_json_lists_the_next_meetings_cases(cli: Cli) -> None:
         "counts_by_state": {"panel_review": 1},
     }
     # The same agenda by date; the one after it has nothing new.
-    assert ok(cli("panel", "agenda", "--date", "2026-11-26", "--json")) == agenda
-    later = ok(cli("panel", "agenda", "--date", "2026-12-31", "--json"))
+    assert ok(cli("panel", "agenda", "--by", "mel", "--date", "2026-11-26", "--json")) == agenda
+    later = ok(cli("panel", "agenda", "--by", "mel", "--date", "2026-12-31", "--json"))
     assert later["meeting"]["date"] == "2026-12-31"
     assert later["new_cases"] == []
 
 
 def test_panel_agenda_in_words_names_cases_by_reference_only(cli: Cli) -> None:
     reference = panel_case(cli)
-    outcome = cli("panel", "agenda")
+    outcome = cli("panel", "agenda", "--by", "mel")
     assert outcome.code == 0, outcome.err
     lines = outcome.out.splitlines()
     assert lines[0] == "Channel panel, Thursday 26 November 2026 at 10:00"
@@ -544,7 +546,7 @@ def test_board_agenda_json_is_an_aggregate_summary(cli: Cli) -> None:
 
 def test_agenda_count_fields_are_json_objects_even_when_empty(cli: Cli) -> None:
     # A script reads each count field as {name: count}; an empty one must not turn into [].
-    panel = ok(cli("panel", "agenda", "--json"))
+    panel = ok(cli("panel", "agenda", "--by", "mel", "--json"))
     assert panel["counts_by_state"] == {}
     board = ok(cli("board", "agenda", "--json"))
     assert board["referrals_by_sector"] == {}
@@ -554,10 +556,12 @@ def test_agenda_count_fields_are_json_objects_even_when_empty(cli: Cli) -> None:
 
 def test_agenda_follows_a_moved_meeting(cli: Cli) -> None:
     ok(cli("panel", "move", "2026-11-26", "2026-11-24T10:00", "--by", "cora", "--json"))
-    agenda = ok(cli("panel", "agenda", "--json"))
+    agenda = ok(cli("panel", "agenda", "--by", "mel", "--json"))
     assert agenda["meeting"]["date"] == "2026-11-24"
     assert agenda["meeting"]["sequence"] == 1
-    one_line_error(cli("panel", "agenda", "--date", "2026-11-26"), 3, "no panel meeting")
+    one_line_error(
+        cli("panel", "agenda", "--by", "mel", "--date", "2026-11-26"), 3, "no panel meeting"
+    )
 
 
 def test_agenda_for_a_day_without_a_meeting_is_not_found(cli: Cli) -> None:
@@ -567,7 +571,7 @@ def test_agenda_for_a_day_without_a_meeting_is_not_found(cli: Cli) -> None:
 def test_agenda_sends_nothing(cli: Cli, db: Database) -> None:
     panel_case(cli)
     queued = db.rows("SELECT count(*) FROM outbox")[0][0]
-    assert cli("panel", "agenda").code == 0
+    assert cli("panel", "agenda", "--by", "mel").code == 0
     assert cli("board", "agenda", "--json").code == 0
     assert db.rows("SELECT count(*) FROM outbox")[0][0] == queued
     assert db.rows("SELECT count(*) FROM meeting_notice")[0][0] == 0
@@ -612,3 +616,17 @@ def test_dates_at_the_end_of_the_calendar_are_bad_input_not_a_crash(
     outcome = cli(*args)
     assert outcome.code == 2, outcome.err
     assert outcome.err.count("\n") == 1
+
+
+def test_a_panel_agenda_is_shown_only_to_case_readers_and_each_look_is_logged(
+    cli: Cli, db: Database
+) -> None:
+    # The agenda lists case references: need-to-know, like `referral list`.
+    one_line_error(cli("panel", "agenda"), 2, "--by")
+    one_line_error(cli("panel", "agenda", "--by", "admin"), 4, "may not do panel.agenda")
+    assert db.denials() == [("admin", "admin", "panel.agenda", False)]
+    assert cli("panel", "agenda", "--by", "mel").code == 0
+    looks = db.rows("SELECT actor, action FROM access_log WHERE allowed = true ORDER BY id")
+    assert looks == [("mel", "panel.agenda")]
+    # A board summary is counts only: anyone may preview it.
+    assert cli("board", "agenda").code == 0

@@ -206,11 +206,13 @@ def meeting_group(body: str) -> click.Group:
     @group.command("agenda")
     @click.option("--date", "day", metavar="DATE", help="the meeting's date (default: the next)")
     @json_option
-    @db_option
-    def agenda(day: str | None, as_json: bool, db: str | None) -> None:
+    @common_options
+    def agenda(day: str | None, as_json: bool, db: str | None, by: str | None) -> None:
         """Preview what the meeting's email would say now, without sending anything."""
         chosen = parse_date(day, what="--date") if day else None
-        meeting, content = _agenda_of(runtime(db), body, chosen)
+        rt = runtime(db)
+        rt.meetings.agenda_reader(body, by=acting_user(rt, by))
+        meeting, content = _agenda_of(rt, body, chosen)
         if as_json:
             print_json(_agenda_json(meeting, content))
         else:

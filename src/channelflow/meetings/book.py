@@ -17,7 +17,7 @@ from channelflow.meetings.calendar import MeetingCalendar, ScheduledMeeting, uid
 from channelflow.store.db import read_session, write_session
 from channelflow.store.models import MeetingRow, User
 from channelflow.workflow import policy
-from channelflow.workflow.engine import Workflow
+from channelflow.workflow.engine import Workflow, log_access
 
 MEETING_ENTITY = "meeting"
 BODIES = ("panel", "board")
@@ -38,6 +38,16 @@ class MeetingBook:
     def calendar(self, body: str) -> MeetingCalendar:
         with read_session(self.workflow.engine) as session:
             return MeetingCalendar.load(session.connection(), self.settings(body))
+
+    def agenda_reader(self, body: str, *, by: str | None) -> None:
+        """A panel agenda lists case references: only users who may read cases see it, and
+        each look is logged like any other read of case data. A board summary is counts only."""
+        if body != "panel":
+            return
+        action = "panel.agenda"
+        with self.workflow.denials_logged(by, action), write_session(self.workflow.engine) as s:
+            actor = self.workflow.actor(s, by, action=action, allowed=policy.CASE_READERS)
+            log_access(s, actor.name, action, None, allowed=True, role=actor.role)
 
     def add(self, body: str, starts_at: datetime, *, by: str | None) -> ScheduledMeeting:
         settings = self.settings(body)
