@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import cache
+from functools import cache, partial
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from channelflow import clock
-from channelflow.config import Config
+from channelflow.config import BodySettings, Config
 from channelflow.meetings.calendar import MeetingCalendar, ScheduledMeeting
 from channelflow.meetings.workdays import WorkingDays
 from channelflow.notifications.kinds import (
@@ -94,6 +95,14 @@ class PlanReport:
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.queued.items()))
         verb = "would plan" if self.dry_run else "planned"
         return f"{verb} {self.total} email(s)" + (f": {kinds}" if kinds else "")
+
+
+class _DueMeeting(NamedTuple):
+    calendar: MeetingCalendar
+    members: list[Recipient]
+    meeting: ScheduledMeeting
+    issued: set[int]  # the versions (sequences) whose agenda or reminder went out
+    due: datetime
 
 
 class _RolledBack(Exception):
@@ -240,8 +249,9 @@ class _Pass:
         key = f"meeting_cancelled:{meeting.uid}:s{meeting.sequence}"
         self.to_each(members, key, _fixed(context))
 
-    def plan_panel(self) -> None:
-        settings = self.config.panel
+    def due_meetings(self, settings: BodySettings) -> Iterator[_DueMeeting]:
+        """The body's meetings whose agenda or reminder has fallen due; cancellations and
+        moves of the others are planned on the way."""
         calendar = MeetingCalendar.load(self.connection, settings)
         members = self.directory.members(settings)
         for meeting in self.meetings(calendar):
@@ -249,12 +259,16 @@ class _Pass:
                 self.cancellation(meeting, members)
                 continue
             issued = self.issued(meeting.uid)
-            if self.notice_due(meeting) is None:
+            due = self.notice_due(meeting)
+            if due is None:
                 self.moved(meeting, issued, members)
                 continue
-            agenda = cache(
-                lambda m=meeting: build_agenda(self.connection, calendar, m, now=self.now)
-            )
+            yield _DueMeeting(calendar, members, meeting, issued, due)
+
+    def plan_panel(self) -> None:
+        settings = self.config.panel
+        for calendar, members, meeting, issued, _due in self.due_meetings(settings):
+            agenda = cache(partial(build_agenda, self.connection, calendar, meeting, now=self.now))
             self.to_each(members, f"panel_agenda:{meeting.uid}:s{meeting.sequence}", agenda)
             announced = set(
                 self.connection.execute(
@@ -289,23 +303,17 @@ class _Pass:
 
     def plan_board(self) -> None:
         settings = self.config.board
-        calendar = MeetingCalendar.load(self.connection, settings)
-        members = self.directory.members(settings)
-        for meeting in self.meetings(calendar):
-            if meeting.cancelled:
-                self.cancellation(meeting, members)
-                continue
-            issued = self.issued(meeting.uid)
-            due = self.notice_due(meeting)
-            if due is None:
-                self.moved(meeting, issued, members)
-                continue
+        for calendar, members, meeting, issued, due in self.due_meetings(settings):
             period_from, period_to = board_period(
                 calendar, meeting, self.planner.sends_on, clock.local_date(due)
             )
             summary = cache(
-                lambda m=meeting, a=period_from, b=period_to: board_summary(
-                    self.connection, m.context(settings), period_from=a, period_to=b
+                partial(
+                    board_summary,
+                    self.connection,
+                    meeting.context(settings),
+                    period_from=period_from,
+                    period_to=period_to,
                 )
             )
             if meeting.sequence not in issued:
