@@ -16,14 +16,17 @@ _HERE = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
     sys.path.append(sys.path.pop(0))
 
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import shutil
 import sqlite3
 import statistics
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -271,3 +274,22 @@ class RawWriter:
             cursor.execute("COMMIT")
         self.versions[reference] = (row_id, version + 1)
         self.head = (seq, digest, recorded)
+
+
+def profile(name: str, run: Callable[[], Any], *, calls: int = 1, limit: int = 25) -> str:
+    """cProfile ``calls`` runs of ``run``: print the top functions, save the stats file."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        run()
+    profiler.disable()
+    path = RESULTS / f"{name}.pstats"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(path)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(limit)
+    stats.sort_stats("tottime").print_stats(limit)
+    print(f"\n{name}: cProfile of {calls} call(s) (saved to {path})")
+    print(out.getvalue())
+    return str(path)

@@ -29,10 +29,7 @@ dispatch pass and one enqueue pass to ``bench/results/``.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import os
-import pstats
 import random
 import shutil
 import smtplib
@@ -53,7 +50,6 @@ import psycopg
 
 from benchlib import (
     PG_ADMIN_URL,
-    RESULTS,
     checkpoint,
     filesystem,
     fresh_dir,
@@ -62,6 +58,7 @@ from benchlib import (
     median,
     open_runtime,
     print_table,
+    profile,
     sqlite_connect,
     write_json,
 )
@@ -653,23 +650,6 @@ def measure_enqueue(
 
 
 # -- profiles ------------------------------------------------------------------------------
-
-
-def profile(name: str, run: Callable[[], Any], *, limit: int = 25) -> str:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    run()
-    profiler.disable()
-    path = RESULTS / f"{name}.pstats"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    profiler.dump_stats(path)
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(limit)
-    stats.sort_stats("tottime").print_stats(limit)
-    print(f"\n{name}: cProfile (saved to {path})")
-    print(out.getvalue())
-    return str(path)
 
 
 # -- main ----------------------------------------------------------------------------------

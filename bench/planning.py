@@ -38,11 +38,8 @@ and their execute time; ``--profile`` also saves cProfile statistics to ``bench/
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import json
 import os
-import pstats
 import shutil
 import subprocess
 import sys
@@ -68,6 +65,7 @@ from benchlib import (
     machine,
     median,
     print_table,
+    profile,
     sqlite_connect,
     write_json,
 )
@@ -414,24 +412,6 @@ def statements(engine: Engine, run: Callable[[], Any]) -> dict[str, Any]:
     }
 
 
-def profile(name: str, run: Callable[[], Any], calls: int, limit: int = 20) -> str:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(calls):
-        run()
-    profiler.disable()
-    path = RESULTS / f"{name}.pstats"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    profiler.dump_stats(path)
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(limit)
-    stats.sort_stats("tottime").print_stats(limit)
-    print(f"\n{name}: cProfile of {calls} calls (saved to {path})")
-    print(out.getvalue())
-    return str(path)
-
-
 def next_panel(calendar: MeetingCalendar, now: datetime) -> ScheduledMeeting:
     """The next panel meeting, today's included if it has not started (as `panel agenda`)."""
     meeting = calendar.next_after(clock.local_date(now) - timedelta(days=1))
@@ -497,7 +477,7 @@ def measure_pass(
     )
     if args.profile:
         name = f"planning-pass-{backend.name}-{label.replace(' ', '-')}"
-        result["profile"] = profile(name, lambda: nothing_new(plan()), 20)
+        result["profile"] = profile(name, lambda: nothing_new(plan()), calls=20, limit=20)
     raw.close()
     runtime.close()
     print(
@@ -569,7 +549,7 @@ def measure_agenda(
         }
     )
     if args.profile:
-        result["profile"] = profile(f"planning-agenda-{backend.name}", agenda, 20)
+        result["profile"] = profile(f"planning-agenda-{backend.name}", agenda, calls=20, limit=20)
     raw.close()
     runtime.close()
     print(
