@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,8 @@ class Config:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     # GOV.UK Notify template id per kind of email ("default" for any kind not listed).
     notify_templates: Mapping[str, str] = field(default_factory=dict)
+    # The file it was read from, for errors found later (members who are not users).
+    source: Path | None = None
 
     def body(self, name: str) -> BodySettings:
         return self.panel if name == "panel" else self.board
@@ -98,7 +100,7 @@ def load_config(path: Path | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigurationError(f"the configuration file {path} is not UTF-8 text") from None
     try:
-        return parse_config(data)
+        return replace(parse_config(data), source=path)
     except ConfigurationError as error:
         raise ConfigurationError(f"{path}: {error.message}") from None
 

@@ -253,7 +253,7 @@ class _Pass:
         """The body's meetings whose agenda or reminder has fallen due; cancellations and
         moves of the others are planned on the way."""
         calendar = MeetingCalendar.load(self.connection, settings)
-        members = self.directory.members(settings)
+        members = self.directory.members(settings, self.config)
         for meeting in self.meetings(calendar):
             if meeting.cancelled:
                 self.cancellation(meeting, members)

@@ -38,25 +38,28 @@ class Directory:
     def with_roles(self, roles: tuple[str, ...]) -> list[Recipient]:
         return [self._by_name[name] for name, role in self._roles.items() if role in roles]
 
-    def named(self, names: tuple[str, ...], where: str) -> list[Recipient]:
+    def named(self, names: tuple[str, ...], where: str, config: Config) -> list[Recipient]:
         unknown = [name for name in names if name not in self._by_name]
         if unknown:
-            raise ConfigurationError(f"{where} in the configuration names no user {unknown[0]!r}")
+            place = f"{config.source}: " if config.source else ""
+            raise ConfigurationError(
+                f"{place}{where} in the configuration names no user {unknown[0]!r}"
+            )
         return [self._by_name[name] for name in names]
 
-    def members(self, body: BodySettings) -> list[Recipient]:
+    def members(self, body: BodySettings, config: Config) -> list[Recipient]:
         if body.members is not None:
-            return self.named(body.members, f"[{body.name}] members")
+            return self.named(body.members, f"[{body.name}] members", config)
         return self.with_roles(body.roles)
 
     def escalation(self, config: Config) -> list[Recipient]:
         names = config.reminders.escalate_to
         if names is not None:
-            return self.named(names, "[reminders] escalate_to")
+            return self.named(names, "[reminders] escalate_to", config)
         return self.with_roles(("chair",))
 
     def check(self, config: Config) -> None:
         """Refuse a configuration naming users that do not exist, before planning anything."""
-        self.members(config.panel)
-        self.members(config.board)
+        self.members(config.panel, config)
+        self.members(config.board, config)
         self.escalation(config)
