@@ -7,10 +7,11 @@ from datetime import date
 from functools import cached_property
 
 from sqlalchemy import Engine, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from channelflow import clock
 from channelflow.audit.keys import AuditKey, create_key, load_key
+from channelflow.audit.signing import SigningKey, create_signing_key, load_signing_key
 from channelflow.config import Config, load_config
 from channelflow.exceptions import AuditKeyError, ConfigurationError
 from channelflow.meetings.book import MeetingBook
@@ -31,6 +32,7 @@ from channelflow.workflow.engine import Workflow
 from channelflow.workflow.store_mapping import Writer
 
 KEY_ID = "audit_key_id"
+SIGNING_KEY = "export_signing_key"
 
 
 @dataclass
@@ -58,6 +60,23 @@ class Runtime:
         if expected is None or expected.value != key.key_id:
             raise AuditKeyError(
                 f"the audit key file {self.settings.key_file} does not belong to this database"
+            )
+        return key
+
+    @cached_property
+    def signing_key(self) -> SigningKey:
+        """The key that signs audit exports, once it is known to be this database's."""
+        key = load_signing_key(self.settings.signing_key_file)
+        with read_session(self.engine) as session:
+            expected = session.get(Meta, SIGNING_KEY)
+        if expected is None:
+            raise AuditKeyError(
+                "this database has no export signing key yet; run `channelflow init` to make one"
+            )
+        if expected.value != key.public.fingerprint:
+            raise AuditKeyError(
+                f"the signing key file {self.settings.signing_key_file} does not belong to "
+                "this database"
             )
         return key
 
@@ -146,10 +165,30 @@ class Runtime:
             created_schema = recorded is None
             if recorded is None:
                 session.add(Meta(key=KEY_ID, value=key.key_id))
+            self._bind_signing_key(session)
             # Planning starts here: nothing that fell due before channelflow ran is sent.
             if session.get(Meta, INITIALISED) is None:
                 session.add(Meta(key=INITIALISED, value=clock.now().isoformat()))
         return created_schema, created_key
+
+    def _bind_signing_key(self, session: Session) -> None:
+        """Create the export signing key pair with the database (or on upgrade); the private
+        key stays in its file, the database keeps the public key's fingerprint."""
+        path = self.settings.signing_key_file
+        recorded = session.get(Meta, SIGNING_KEY)
+        if path.exists():
+            key = load_signing_key(path)
+            if recorded is not None and recorded.value != key.public.fingerprint:
+                raise AuditKeyError(f"the signing key file {path} does not belong to this database")
+        elif recorded is not None:
+            raise AuditKeyError(
+                f"the signing key file {path} is missing; restore it or set "
+                "CHANNELFLOW_SIGNING_KEY (a new key must be announced by the old one)"
+            )
+        else:
+            key = create_signing_key(path)
+        if recorded is None:
+            session.add(Meta(key=SIGNING_KEY, value=key.public.fingerprint))
 
     def close(self) -> None:
         for engine in self._engines:

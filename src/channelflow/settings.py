@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from channelflow.audit.keys import DEFAULT_KEY_FILE
+from channelflow.audit.signing import DEFAULT_SIGNING_KEY_FILE
 from channelflow.config import DEFAULT_CONFIG_FILE
 from channelflow.exceptions import MailConfigurationError
 from channelflow.notifications.message import validate_address
@@ -27,6 +28,9 @@ MAX_TIMEOUT = 600.0
 VARIABLES = {
     "CHANNELFLOW_DATABASE_URL": "database URL or SQLite file (default ./channelflow.db)",
     "CHANNELFLOW_KEY_FILE": f"audit key file (default ./{DEFAULT_KEY_FILE})",
+    "CHANNELFLOW_SIGNING_KEY": (
+        f"private key that signs audit exports (default ./{DEFAULT_SIGNING_KEY_FILE})"
+    ),
     "CHANNELFLOW_USER": "default for --by",
     "CHANNELFLOW_REFERENCE_PREFIX": f"prefix of new referral references (default {DEFAULT_PREFIX})",
     "CHANNELFLOW_CONFIG": f"configuration file (default ./{DEFAULT_CONFIG_FILE}, if present)",
@@ -137,6 +141,7 @@ class Settings:
     user: str | None
     reference_prefix: str
     config_file: Path | None = None
+    signing_key_file: Path = Path(DEFAULT_SIGNING_KEY_FILE)
     templates_dir: Path | None = None
     # The CHANNELFLOW_* variables, for settings parsed only when used (mail).
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -154,6 +159,7 @@ class Settings:
             user=env.get("CHANNELFLOW_USER") or None,
             reference_prefix=env.get("CHANNELFLOW_REFERENCE_PREFIX") or DEFAULT_PREFIX,
             config_file=Path(config) if config else None,
+            signing_key_file=Path(env.get("CHANNELFLOW_SIGNING_KEY") or DEFAULT_SIGNING_KEY_FILE),
             templates_dir=Path(templates) if templates else None,
             environment={name: value for name, value in env.items() if name in VARIABLES},
         )

@@ -1,0 +1,516 @@
+"""`channelflow audit export`: a bundle an inspector can check without the database.
+
+One pass over the trail, in order and in constant memory except for the Merkle tree's
+32-byte hashes: every event is checked (hash, link, MAC) and becomes a leaf of the tree;
+events in scope are written as canonical JSON lines and spreadsheet rows as they go by. The
+signed checkpoint commits to the tree's root and to the scope (for each case, how many events
+it has in the range and the newest one's hash), so a subset proves itself genuine (inclusion
+proofs) and complete (the counts), and earlier exports' tree sizes get consistency proofs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlmodel import col
+
+from channelflow import clock
+from channelflow.audit import bundle, chain, merkle
+from channelflow.audit.bundle import BagWriter, HashingFile, canonical, event_line
+from channelflow.audit.canonical import GENESIS_HASH, format_time, row_hash
+from channelflow.audit.chain import EventDraft
+from channelflow.audit.report import ReportData, write_report
+from channelflow.audit.signing import Checkpoint, SigningKey, sign_checkpoint
+from channelflow.audit.walk import fetch_batches, range_query
+from channelflow.exceptions import IntegrityFailure, InvalidInput, PermissionDenied
+from channelflow.states import Role
+from channelflow.store.db import read_session, write_session
+from channelflow.store.models import AccessLog, AuditEvent, Person, Referral
+from channelflow.workflow import policy
+from channelflow.workflow.engine import Workflow, log_access
+
+EXPORT_ENTITY = "export"
+EXPORTERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.CHAIR})
+_audit = AuditEvent.__table__  # type: ignore[attr-defined]
+_access = AccessLog.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What an export covers: events recorded from ``first_day`` to ``last_day`` (local
+    dates, both included), of the listed ``cases`` (all entities when empty)."""
+
+    first_day: date | None = None
+    last_day: date | None = None
+    cases: tuple[str, ...] = ()
+    personal_data: bool = False
+
+    @property
+    def whole_trail(self) -> bool:
+        return self.first_day is None and self.last_day is None and not self.cases
+
+    def recorded_bounds(self) -> tuple[str | None, str | None]:
+        """The range as the trail's own fixed-width UTC text: [start, end)."""
+        start = end = None
+        if self.first_day is not None:
+            start = format_time(datetime.combine(self.first_day, time(), clock.LOCAL_ZONE))
+        if self.last_day is not None:
+            following = self.last_day + timedelta(days=1)
+            end = format_time(datetime.combine(following, time(), clock.LOCAL_ZONE))
+        return start, end
+
+    def as_dict(self) -> dict[str, Any]:
+        start, end = self.recorded_bounds()
+        return {
+            "from": self.first_day.isoformat() if self.first_day else None,
+            "to": self.last_day.isoformat() if self.last_day else None,
+            # The dates as the trail's recording times (UTC), as the verifier compares them.
+            "recorded_bounds": {"start": start, "end": end},
+            "cases": list(self.cases) or None,
+            "personal_data": self.personal_data,
+        }
+
+
+@dataclass
+class _CaseTally:
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    latest_hash: str | None = None
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    tree_size: int
+    root: str
+    events: int
+    cases: int
+    export_id: str
+    fingerprint: str
+    timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+
+class Exporter:
+    def __init__(
+        self,
+        workflow: Workflow,
+        signing_key: SigningKey,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.signing_key = signing_key
+        self.origin = f"channelflow/{workflow.key.key_id}"
+        self.progress = progress
+
+    def export(
+        self, out: Path, selection: Selection, *, by: str | None, as_zip: bool = False
+    ) -> ExportResult:
+        target = out.with_suffix(".zip") if as_zip and out.suffix != ".zip" else out
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidInput(f"{target} already exists; choose a new folder for the export")
+        actor_name, actor_role = self._authorise(selection, by)
+        building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent or "."))
+        try:
+            result = self._write(building, selection, actor_name)
+            self._record(result, selection, actor_name, actor_role)
+            if as_zip:
+                _zip(building, target)
+                shutil.rmtree(building)
+            else:
+                if target.exists():
+                    target.rmdir()
+                building.rename(target)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        result.path = target
+        return result
+
+    def _authorise(self, selection: Selection, by: str | None) -> tuple[str, str]:
+        action = "audit.export"
+        workflow = self.workflow
+        with workflow.denials_logged(by, action), write_session(workflow.engine) as session:
+            actor = workflow.actor(session, by, action=action, allowed=EXPORTERS)
+            if selection.personal_data and not policy.may_read_personal_data(Role(actor.role)):
+                raise PermissionDenied(
+                    f"{actor.name} ({actor.role}) may not export personal details; "
+                    "leave out --include-personal-data"
+                )
+            known = set(
+                session.execute(
+                    select(col(Referral.reference)).where(
+                        col(Referral.reference).in_(selection.cases)
+                    )
+                ).scalars()
+            )
+            unknown = [reference for reference in selection.cases if reference not in known]
+            if unknown:
+                raise InvalidInput(f"no referral has the reference {unknown[0]}")
+            return actor.name, actor.role
+
+    def _write(self, root: Path, selection: Selection, exported_by: str) -> ExportResult:
+        bag = BagWriter(root)
+        events = HashingFile(root, bundle.EVENTS)
+        sheet = HashingFile(root, bundle.EVENTS_CSV)
+        sheet_buffer = io.StringIO()
+        writer = csv.writer(sheet_buffer, lineterminator="\r\n")
+        writer.writerow(bundle.CSV_COLUMNS)
+        tree = merkle.Tree()
+        chosen = array("q")
+        tallies: dict[str, _CaseTally] = {case: _CaseTally() for case in selection.cases}
+        timelines: dict[str, list[dict[str, Any]]] = {}
+        start, end = selection.recorded_bounds()
+        cases = set(selection.cases)
+        first_seq = last_seq = None
+        key = self.workflow.key
+        with read_session(self.workflow.engine) as session:
+            connection = session.connection()
+            previous = GENESIS_HASH
+            for batch in self._batches(connection):
+                for row in batch:
+                    seq, entity_type, entity_id = row[0], row[1], row[2]
+                    digest = row_hash(*row[:13])
+                    if digest != row[13] or row[12] != previous or seq != tree.size + 1:
+                        raise IntegrityFailure(
+                            f"audit event {seq} fails verification; run `channelflow audit "
+                            "verify` before exporting",
+                            sequence=seq,
+                        )
+                    if not hmac.compare_digest(key.mac(digest), row[14]):
+                        raise IntegrityFailure(
+                            f"audit event {seq} is not signed by this database's audit key",
+                            sequence=seq,
+                        )
+                    previous = digest
+                    tree.append(merkle.event_leaf(digest))
+                    recorded = row[9]
+                    if (start is not None and recorded < start) or (
+                        end is not None and recorded >= end
+                    ):
+                        continue
+                    if cases and (entity_type != chain.REFERRAL_ENTITY or entity_id not in cases):
+                        continue
+                    events.write(event_line(row))
+                    writer.writerow(bundle.csv_row(row))
+                    if sheet_buffer.tell() > 1 << 16:
+                        sheet.write(sheet_buffer.getvalue())
+                        sheet_buffer.seek(0)
+                        sheet_buffer.truncate()
+                    chosen.append(seq)
+                    first_seq = seq if first_seq is None else first_seq
+                    last_seq = seq
+                    if entity_type == chain.REFERRAL_ENTITY:
+                        tally = tallies.setdefault(entity_id, _CaseTally())
+                        tally.count += 1
+                        tally.first_seq = tally.first_seq or seq
+                        tally.last_seq, tally.latest_hash = seq, digest
+                        timelines.setdefault(entity_id, []).append(_timeline_entry(row))
+                if self.progress is not None:
+                    self.progress(tree.size)
+            sheet.write(sheet_buffer.getvalue())
+            size, root_hash = tree.size, tree.root()
+            bag.payload += [events.close(), sheet.close()]
+            if not selection.whole_trail:
+                bag.payload.append(self._proofs(root, tree, chosen))
+            earlier = self._earlier_exports(connection, tree)
+            bag.payload.append(_consistency(root, tree, earlier))
+            bag.payload.append(self._access_log(root, connection, selection, start, end))
+            if selection.personal_data:
+                bag.payload.append(_people(root, connection, sorted(tallies)))
+            scope = {
+                "format": bundle.FORMAT,
+                "origin": self.origin,
+                "tree_size": size,
+                "root": root_hash.hex(),
+                "selection": selection.as_dict(),
+                "completeness": {
+                    "events": len(chosen),
+                    "first_seq": first_seq,
+                    "last_seq": last_seq,
+                    "cases": {
+                        case: {
+                            "count": t.count,
+                            "first_seq": t.first_seq,
+                            "last_seq": t.last_seq,
+                            "latest_hash": t.latest_hash,
+                        }
+                        for case, t in sorted(tallies.items())
+                    },
+                },
+                "earlier_exports": [{"size": m, "root": r.hex()} for m, r in earlier],
+                "exported_at": format_time(clock.now()),
+                "exported_by": exported_by,
+            }
+        report = ReportData(
+            origin=self.origin,
+            scope=scope,
+            timelines=timelines,
+            access_summary=_access_summary(root / bundle.ACCESS_LOG),
+            fingerprint=self.signing_key.public.fingerprint,
+        )
+        bag.payload.append(write_report(root, report))
+        scope["files"] = {d.name: {"sha256": d.sha256, "bytes": d.size} for d in bag.payload}
+        scope_text = canonical(scope) + "\n"
+        bag.add_tag(bundle.SCOPE, scope_text)
+        scope_digest = bag.tags[-1].sha256
+        checkpoint = Checkpoint(
+            origin=self.origin,
+            size=size,
+            root=root_hash,
+            extensions=(f"scope sha256:{scope_digest}",),
+        )
+        bag.add_tag(bundle.CHECKPOINT, sign_checkpoint(checkpoint, self.signing_key, self.origin))
+        bag.add_tag(bundle.PUBLIC_KEY, self.signing_key.public.to_text(self.origin) + "\n")
+        bag.add_tag(bundle.README, _readme(self.origin, self.signing_key.public.fingerprint))
+        export_id = f"export-{size}-{root_hash.hex()[:12]}"
+        bag.finish(
+            {
+                "Source-Organization": "channelflow",
+                "External-Identifier": export_id,
+                "Bagging-Date": clock.today().isoformat(),
+                "External-Description": "channelflow audit trail export; see README.txt",
+            }
+        )
+        return ExportResult(
+            path=root,
+            tree_size=size,
+            root=root_hash.hex(),
+            events=len(chosen),
+            cases=len(tallies),
+            export_id=export_id,
+            fingerprint=self.signing_key.public.fingerprint,
+            timelines=timelines,
+        )
+
+    def _batches(self, connection: Connection) -> Iterator[list[Any]]:
+        """The whole trail in order, as plain tuples, one batch in memory at a time."""
+        connection.exec_driver_sql("SELECT 1")  # the transaction must have begun
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        postgres = connection.dialect.name == "postgresql"
+        cursor = driver.cursor(name="channelflow_export") if postgres else driver.cursor()
+        try:
+            yield from fetch_batches(cursor, range_query(upper_bound=False).format(first=1))
+        finally:
+            cursor.close()
+
+    def _proofs(self, root: Path, tree: merkle.Tree, chosen: array[int]) -> bundle.FileDigest:
+        proofs = HashingFile(root, bundle.PROOFS)
+        for seq in chosen:
+            path = tree.inclusion_proof(seq - 1)
+            proofs.write(f'{{"proof":{canonical([p.hex() for p in path])},"seq":{seq}}}\n')
+        return proofs.close()
+
+    def _earlier_exports(
+        self, connection: Connection, tree: merkle.Tree
+    ) -> list[tuple[int, bytes]]:
+        """Earlier exports' tree sizes and roots, checked against this tree: a trail rewritten
+        since then has a different root for the same size."""
+        found: dict[int, bytes] = {}
+        rows = connection.execute(
+            select(_audit.c.seq, _audit.c.data).where(
+                _audit.c.entity_type == EXPORT_ENTITY, _audit.c.seq <= tree.size
+            )
+        ).all()
+        for seq, data in rows:
+            recorded = _json(data)
+            size, root_hex = int(recorded["tree_size"]), str(recorded["root"])
+            if 0 < size <= tree.size and tree.root(size).hex() != root_hex:
+                raise IntegrityFailure(
+                    f"the trail's first {size} events differ from what export event {seq} "
+                    "recorded: the trail was rewritten since then",
+                    sequence=seq,
+                )
+            found[size] = bytes.fromhex(root_hex)
+        return sorted(found.items())
+
+    def _access_log(
+        self,
+        root: Path,
+        connection: Connection,
+        selection: Selection,
+        start: str | None,
+        end: str | None,
+    ) -> bundle.FileDigest:
+        query = select(_access).order_by(_access.c.id)
+        if selection.first_day is not None:
+            query = query.where(
+                _access.c.at >= datetime.combine(selection.first_day, time(), clock.LOCAL_ZONE)
+            )
+        if selection.last_day is not None:
+            following = selection.last_day + timedelta(days=1)
+            query = query.where(
+                _access.c.at < datetime.combine(following, time(), clock.LOCAL_ZONE)
+            )
+        if selection.cases:
+            query = query.where(_access.c.entity_id.in_(selection.cases))
+        log = HashingFile(root, bundle.ACCESS_LOG)
+        for row in connection.execute(query):
+            log.write(
+                canonical(
+                    {
+                        "id": row.id,
+                        "at": format_time(row.at),
+                        "actor": row.actor,
+                        "role": row.role,
+                        "action": row.action,
+                        "entity_type": row.entity_type,
+                        "entity_id": row.entity_id,
+                        "allowed": bool(row.allowed),
+                    }
+                )
+                + "\n"
+            )
+        return log.close()
+
+    def _record(self, result: ExportResult, selection: Selection, actor: str, role: str) -> None:
+        """The export goes into the trail (its tree size is what later exports prove
+        consistency from) and into the access log."""
+        with write_session(self.workflow.engine) as session:
+            draft = EventDraft(
+                EXPORT_ENTITY,
+                result.export_id,
+                "export",
+                None,
+                None,
+                actor,
+                role,
+                clock.now(),
+                data={
+                    "tree_size": result.tree_size,
+                    "root": result.root,
+                    "events": result.events,
+                    "cases": result.cases,
+                    "selection": selection.as_dict(),
+                    "signing_key": result.fingerprint,
+                },
+            )
+            chain.append(session.connection(), [draft], key=self.workflow.key)
+            log_access(session, actor, "audit.export", None, allowed=True, role=role)
+
+
+def _timeline_entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "seq": row[0],
+        "occurred_at": row[8],
+        "event": row[3],
+        "from": row[4],
+        "to": row[5],
+        "actor": row[6],
+        "role": row[7],
+        "reason": row[10],
+    }
+
+
+def _consistency(
+    root: Path, tree: merkle.Tree, earlier: list[tuple[int, bytes]]
+) -> bundle.FileDigest:
+    file = HashingFile(root, bundle.CONSISTENCY)
+    for size, old_root in earlier:
+        proof = tree.consistency_proof(size)
+        file.write(
+            f'{{"proof":{canonical([p.hex() for p in proof])},"root":"{old_root.hex()}",'
+            f'"size":{size}}}\n'
+        )
+    return file.close()
+
+
+def _people(root: Path, connection: Connection, references: list[str]) -> bundle.FileDigest:
+    """The personal details behind the exported referrals (only with --include-personal-data)."""
+    referral, person = Referral.__table__, Person.__table__  # type: ignore[attr-defined]
+    rows = connection.execute(
+        select(
+            referral.c.reference,
+            person.c.full_name,
+            person.c.date_of_birth,
+            person.c.address,
+            person.c.school,
+        )
+        .select_from(referral.outerjoin(person, person.c.id == referral.c.person_id))
+        .where(referral.c.reference.in_(references))
+        .order_by(referral.c.reference)
+    ).all()
+    file = HashingFile(root, bundle.PEOPLE)
+    for row in rows:
+        details = None
+        if row.full_name is not None:
+            details = {
+                "full_name": row.full_name,
+                "date_of_birth": row.date_of_birth.isoformat(),
+                "address": row.address,
+                "school": row.school,
+            }
+        # None: removed under the retention policy.
+        file.write(canonical({"reference": row.reference, "person": details}) + "\n")
+    return file.close()
+
+
+def _access_summary(path: Path) -> list[tuple[str, str, int]]:
+    counts: dict[tuple[str, str], int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            entry = _json(line)
+            name = (str(entry["actor"]), str(entry["action"]))
+            counts[name] = counts.get(name, 0) + 1
+    return [(actor, action, n) for (actor, action), n in sorted(counts.items())]
+
+
+def _json(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    assert isinstance(value, dict)
+    return value
+
+
+def _zip(folder: Path, target: Path) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(target.stem) / path.relative_to(folder))
+    partial.rename(target)
+
+
+def _readme(origin: str, fingerprint: str) -> str:
+    return f"""channelflow audit trail export
+==============================
+
+This folder is a BagIt bag (RFC 8493). It holds events of the audit trail of the
+channelflow database "{origin}", and the proofs that they are genuine and complete
+for the scope written in scope.json.
+
+What is here
+  data/events.jsonl    the events, one per line: the master copy
+  data/events.csv      the same events for a spreadsheet (cells that could run as a
+                       formula start with an apostrophe; events.jsonl has the exact values)
+  data/access-log.jsonl  who viewed, changed or exported what, for the same scope
+  data/report.pdf      a readable report: scope, counts, one timeline per case
+  data/proofs.jsonl    (a partial export) where each event sits in the signed trail
+  data/consistency.jsonl proofs that the trail only grew since earlier exports
+  scope.json           what this export covers, and how many events each case has in it
+  checkpoint.txt       the trail's size and Merkle root (RFC 6962), signed (Ed25519)
+  signing-key.pub      the public key that signed it; its SHA-256 fingerprint is
+                       {fingerprint}
+
+How to check it
+  1. Every file is unchanged:   sha256sum -c manifest-sha256.txt   (run in this folder)
+  2. Everything else, with channelflow installed (no database needed):
+         channelflow audit verify THIS_FOLDER --fingerprint {fingerprint}
+     Get the fingerprint from the council by a separate channel, not from this folder.
+     With an earlier export of the same trail, add --since EARLIER_FOLDER to check that
+     nothing was rewritten in between.
+"""
