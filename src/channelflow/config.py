@@ -22,6 +22,8 @@ from channelflow.notifications.transports.notify import DEFAULT_TEMPLATE
 DEFAULT_CONFIG_FILE = Path("channelflow.toml")
 OCCURRENCES = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
 MAX_LEAD_DAYS = 60
+DEFAULT_RETENTION_YEARS = 6
+MAX_RETENTION_YEARS = 100
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ class ScheduleSettings:
     dispatch_every_seconds: int = 30
 
 
+@dataclass(frozen=True)
+class RetentionSettings:
+    # Personal details of a referral are removed this many years after it closed.
+    years: int = DEFAULT_RETENTION_YEARS
+
+
 PANEL = BodySettings("panel", PANEL_RULE, 5, roles=("chair", "member"))
 BOARD = BodySettings("board", BOARD_RULE, 5, roles=("chair", "admin"))
 
@@ -69,6 +77,7 @@ class Config:
     board: BodySettings = BOARD
     reminders: ReminderSettings = field(default_factory=ReminderSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     # GOV.UK Notify template id per kind of email ("default" for any kind not listed).
     notify_templates: Mapping[str, str] = field(default_factory=dict)
     # The file it was read from, for errors found later (members who are not users).
@@ -106,7 +115,7 @@ def load_config(path: Path | None) -> Config:
 
 
 def parse_config(data: dict[str, Any]) -> Config:
-    _only(data, {"notify", "panel", "board", "reminders", "schedule"}, "the top level")
+    _only(data, {"notify", "panel", "board", "reminders", "schedule", "retention"}, "the top level")
     reminders = _table(data, "reminders")
     _only(
         reminders,
@@ -131,6 +140,7 @@ def parse_config(data: dict[str, Any]) -> Config:
             toolkit_days_before=_days(reminders, "toolkit_days_before", days_before, "[reminders]"),
         ),
         schedule=_schedule(_table(data, "schedule")),
+        retention=_retention(_table(data, "retention")),
         notify_templates=_notify_templates(_table(data, "notify")),
     )
 
@@ -217,6 +227,16 @@ def _schedule(table: dict[str, Any]) -> ScheduleSettings:
         dispatch_every_seconds=_integer(
             table, "dispatch_every_seconds", 30, where, low=1, high=24 * 3600
         ),
+    )
+
+
+def _retention(table: dict[str, Any]) -> RetentionSettings:
+    where = "[retention]"
+    _only(table, {"years"}, where)
+    return RetentionSettings(
+        years=_integer(
+            table, "years", DEFAULT_RETENTION_YEARS, where, low=1, high=MAX_RETENTION_YEARS
+        )
     )
 
 

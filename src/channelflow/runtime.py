@@ -10,8 +10,16 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from channelflow import clock
+from channelflow.audit import chain
+from channelflow.audit.chain import EventDraft
+from channelflow.audit.export import ROTATION_ENTITY
 from channelflow.audit.keys import AuditKey, create_key, load_key
-from channelflow.audit.signing import SigningKey, create_signing_key, load_signing_key
+from channelflow.audit.signing import (
+    SigningKey,
+    create_signing_key,
+    load_signing_key,
+    rotation_statement,
+)
 from channelflow.config import Config, load_config
 from channelflow.exceptions import AuditKeyError, ConfigurationError
 from channelflow.meetings.book import MeetingBook
@@ -25,6 +33,7 @@ from channelflow.notifications.transports import (
 )
 from channelflow.planning.planner import INITIALISED, Planner
 from channelflow.settings import MailSettings, Settings
+from channelflow.states import Role
 from channelflow.store import schema
 from channelflow.store.db import open_engine, read_session, write_session
 from channelflow.store.models import AuditEvent, Meta
@@ -33,6 +42,7 @@ from channelflow.workflow.store_mapping import Writer
 
 KEY_ID = "audit_key_id"
 SIGNING_KEY = "export_signing_key"
+KEY_MANAGERS = frozenset({Role.ADMIN})
 
 
 @dataclass
@@ -170,6 +180,52 @@ class Runtime:
             if session.get(Meta, INITIALISED) is None:
                 session.add(Meta(key=INITIALISED, value=clock.now().isoformat()))
         return created_schema, created_key
+
+    def rotate_signing_key(self, *, by: str | None) -> tuple[str, str]:
+        """Replace the export signing key: the old key signs a statement naming the new one,
+        kept in the trail, so bundles signed before and after can be tied together.
+
+        The new key is written beside the old (``.new``) before the database changes, and
+        takes the old file's place after; the old one is kept as ``.retired-<fingerprint>``.
+        """
+        old = self.signing_key
+        path = self.settings.signing_key_file
+        staged = path.with_name(path.name + ".new")
+        staged.unlink(missing_ok=True)
+        new = create_signing_key(staged)
+        origin = f"channelflow/{self.key.key_id}"
+        statement = rotation_statement(old, new.public, origin)
+        workflow = self.workflow
+        action = "audit.rotate_key"
+        try:
+            with workflow.denials_logged(by, action), write_session(self.engine) as session:
+                actor = workflow.actor(session, by, action=action, allowed=KEY_MANAGERS)
+                draft = EventDraft(
+                    ROTATION_ENTITY,
+                    new.public.fingerprint[:16],
+                    "rotate_signing_key",
+                    None,
+                    None,
+                    actor.name,
+                    actor.role,
+                    clock.now(),
+                    data={
+                        "old": old.public.fingerprint,
+                        "new": new.public.fingerprint,
+                        "statement": statement,
+                    },
+                )
+                chain.append(session.connection(), [draft], key=self.key)
+                recorded = session.get(Meta, SIGNING_KEY)
+                assert recorded is not None
+                recorded.value = new.public.fingerprint
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        path.rename(path.with_name(f"{path.name}.retired-{old.public.fingerprint[:16]}"))
+        staged.rename(path)
+        self.__dict__.pop("signing_key", None)
+        return old.public.fingerprint, new.public.fingerprint
 
     def _bind_signing_key(self, session: Session) -> None:
         """Create the export signing key pair with the database (or on upgrade); the private

@@ -43,6 +43,8 @@ from channelflow.workflow import policy
 from channelflow.workflow.engine import Workflow, log_access
 
 EXPORT_ENTITY = "export"
+# Written by `Runtime.rotate_signing_key` (runtime.ROTATION_ENTITY).
+ROTATION_ENTITY = "signing_key"
 EXPORTERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.CHAIR})
 _audit = AuditEvent.__table__  # type: ignore[attr-defined]
 _access = AccessLog.__table__  # type: ignore[attr-defined]
@@ -230,6 +232,7 @@ class Exporter:
             earlier = self._earlier_exports(connection, tree)
             bag.payload.append(_consistency(root, tree, earlier))
             bag.payload.append(self._access_log(root, connection, selection, start, end))
+            bag.payload.append(_rotations(root, connection, size))
             if selection.personal_data:
                 bag.payload.append(_people(root, connection, sorted(tallies)))
             scope = {
@@ -402,6 +405,31 @@ class Exporter:
             )
             chain.append(session.connection(), [draft], key=self.workflow.key)
             log_access(session, actor, "audit.export", None, allowed=True, role=role)
+
+
+def _rotations(root: Path, connection: Connection, size: int) -> bundle.FileDigest:
+    """Every signing key change so far, each signed by the key it replaced: how a bundle
+    signed by a newer key is tied to an earlier one (`audit verify --since`)."""
+    file = HashingFile(root, bundle.KEY_ROTATIONS)
+    rows = connection.execute(
+        select(_audit.c.seq, _audit.c.data)
+        .where(_audit.c.entity_type == ROTATION_ENTITY, _audit.c.seq <= size)
+        .order_by(_audit.c.seq)
+    ).all()
+    for seq, data in rows:
+        recorded = _json(data)
+        file.write(
+            canonical(
+                {
+                    "seq": seq,
+                    "old": recorded["old"],
+                    "new": recorded["new"],
+                    "statement": recorded["statement"],
+                }
+            )
+            + "\n"
+        )
+    return file.close()
 
 
 def _timeline_entry(row: tuple[Any, ...]) -> dict[str, Any]:

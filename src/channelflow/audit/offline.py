@@ -10,7 +10,6 @@ event otherwise); completeness for the scope; consistency proofs from earlier ex
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import zipfile
@@ -22,7 +21,13 @@ from typing import Any
 
 from channelflow.audit import bundle, merkle
 from channelflow.audit.canonical import GENESIS_HASH, canonical_json, row_hash
-from channelflow.audit.signing import Checkpoint, PublicKey, open_checkpoint
+from channelflow.audit.signing import (
+    Checkpoint,
+    PublicKey,
+    open_checkpoint,
+    scope_extension,
+    verify_rotation,
+)
 from channelflow.exceptions import IntegrityFailure, InvalidInput
 
 _EVENT_KEYS = frozenset(bundle.COLUMNS)
@@ -74,17 +79,45 @@ def verify_bundle(
     with _opened(path) as root:
         result, checkpoint = _verify_root(root, key, fingerprint, progress)
     if since is not None:
-        pinned = key or PublicKey.from_text(_bag_root_text(since, bundle.PUBLIC_KEY))[1]
-        if pinned.fingerprint != result.fingerprint:
-            raise _fail(
-                "this bundle is signed by a different key from the earlier bundle "
-                f"({result.fingerprint[:16]}... instead of {pinned.fingerprint[:16]}...)"
-            )
         with _opened(since) as earlier_root:
-            earlier, earlier_checkpoint = _verify_root(earlier_root, pinned, None, None)
+            earlier_key = PublicKey.from_text(_read(earlier_root, bundle.PUBLIC_KEY))[1]
+            earlier, earlier_checkpoint = _verify_root(earlier_root, earlier_key, None, None)
+        if earlier_key.fingerprint != result.fingerprint:
+            _check_rotations(path, earlier_key, result.fingerprint, checkpoint.origin)
         _check_growth(result, checkpoint, earlier_checkpoint, path)
         result.consistent_with.append(earlier.tree_size)
     return result
+
+
+def _check_rotations(path: Path, earlier: PublicKey, fingerprint: str, origin: str) -> None:
+    """A bundle signed by another key than the earlier bundle is accepted only through the
+    chain of rotation statements it carries, each signed by the key it replaces."""
+    current = earlier
+    for number, line in _lines_of(path, bundle.KEY_ROTATIONS):
+        if line.get("old") != current.fingerprint:
+            continue
+        statement = line.get("statement")
+        if not isinstance(statement, str):
+            raise _fail(f"{bundle.KEY_ROTATIONS} line {number} is malformed")
+        current = verify_rotation(statement, current, origin)
+        if current.fingerprint != line.get("new"):
+            raise _fail(f"{bundle.KEY_ROTATIONS} line {number} names another key than it signs")
+    if current.fingerprint != fingerprint:
+        raise _fail(
+            "this bundle is signed by a different key from the earlier bundle "
+            f"({fingerprint[:16]}... instead of {earlier.fingerprint[:16]}...), and no rotation "
+            "signed by the earlier key leads to it"
+        )
+
+
+def claimed_events(path: Path) -> int:
+    """How many events the bundle says it holds (unchecked: for a progress bar only)."""
+    try:
+        with _opened(path) as root:
+            scope = json.loads((root / bundle.SCOPE).read_bytes())
+            return int(scope["completeness"]["events"])
+    except (OSError, ValueError, KeyError, TypeError, IntegrityFailure, InvalidInput):
+        return 0
 
 
 def _bag_root_text(path: Path, name: str) -> str:
@@ -138,8 +171,7 @@ def _verify_root(
     origin = note.split("\n", 1)[0]
     checkpoint = open_checkpoint(note, own_key, origin)
     scope_bytes = (root / bundle.SCOPE).read_bytes()
-    scope_digest = hashlib.sha256(scope_bytes).hexdigest()
-    if f"scope sha256:{scope_digest}" not in checkpoint.extensions:
+    if scope_extension(scope_bytes) not in checkpoint.extensions:
         raise _fail(f"{bundle.SCOPE} is not the scope the checkpoint signs")
     scope = json.loads(scope_bytes)
     if (

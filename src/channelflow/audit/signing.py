@@ -17,7 +17,6 @@ signed raises `InvalidInput`; a note that fails verification, for any reason, ra
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import re
@@ -296,8 +295,7 @@ def open_note(note: str | bytes, key: PublicKey, name: str) -> str:
 @dataclass(frozen=True)
 class _Note:
     text: str
-    # (line number, key name, key id || signature) for each signature line
-    signatures: tuple[tuple[int, str, bytes], ...]
+    signatures: tuple[tuple[str, bytes], ...]  # (key name, key id || signature)
 
 
 def _parse_note(note: str | bytes, what: str) -> _Note:
@@ -337,7 +335,7 @@ def _parse_note(note: str | bytes, what: str) -> _Note:
         blob = _b64decode(encoded)
         if blob is None or len(blob) < 5:
             raise _malformed(what, f"line {number} does not hold a base64 key id and signature")
-        signatures.append((number, key_name, blob))
+        signatures.append((key_name, blob))
     return _Note(text, tuple(signatures))
 
 
@@ -349,7 +347,7 @@ def _check_signature(note: _Note, key: PublicKey, name: str, what: str) -> None:
     key_id = key.key_id(name)
     message = note.text.encode()
     found = False
-    for _number, key_name, blob in note.signatures:
+    for key_name, blob in note.signatures:
         if key_name == name and blob[:4] == key_id:
             if not key.verify(message, blob[4:]):
                 raise IntegrityFailure(
@@ -411,7 +409,7 @@ def _b64decode(text: str) -> bytes | None:
         return None
     try:
         data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error, or a non-ASCII string
         return None
     return data if _b64(data) == text else None
 

@@ -75,7 +75,9 @@ def register() -> None:
         mail_cmd,
         meetings_cmd,
         referral_cmd,
+        retention_cmd,
         run_cmd,
+        sar_cmd,
         templates_cmd,
         toolkit_cmd,
         user_cmd,
@@ -92,6 +94,8 @@ def register() -> None:
         meetings_cmd,
         run_cmd,
         toolkit_cmd,
+        retention_cmd,
+        sar_cmd,
     ):
         module.register(root)
 

@@ -10,7 +10,7 @@ from channelflow import clock
 from channelflow.audit import chain
 from channelflow.audit.chain import EventDraft
 from channelflow.audit.export import EXPORT_ENTITY, Exporter, Selection
-from channelflow.audit.offline import BundleVerification, verify_bundle
+from channelflow.audit.offline import BundleVerification, claimed_events, verify_bundle
 from channelflow.audit.signing import PublicKey
 from channelflow.audit.verify import count_events, verify_chain
 from channelflow.cli.app import acting_user, common_options, json_option, runtime
@@ -61,8 +61,13 @@ def verify(
     key = _pinned_key(key_file)
     rt = runtime(db)
     user = acting_user(rt, by)
+    show = interactive(as_json)
+    total = claimed_events(path) if show else 0
     try:
-        result = verify_bundle(path, key=key, fingerprint=fingerprint, since=since)
+        with progress_bar("verifying", total, show=show and total > 0) as advance:
+            result = verify_bundle(
+                path, key=key, fingerprint=fingerprint, since=since, progress=advance
+            )
     except IntegrityFailure as failure:
         if user:
             _record_verification(rt, user, path, None, failure.message)
@@ -206,6 +211,23 @@ def export(
         f"exported {result.events} events of {result.cases} case(s) to {result.path} "
         f"(trail of {result.tree_size} events, signing key fingerprint {result.fingerprint})"
     )
+
+
+@audit.command("rotate-key")
+@json_option
+@common_options
+def rotate_key(as_json: bool, db: str | None, by: str | None) -> None:
+    """Replace the key that signs exports (admin only).
+
+    The old key signs a statement naming the new one; the statement goes into the trail and
+    into every later bundle, so `audit verify NEW --since OLD` still ties them together.
+    """
+    rt = runtime(db)
+    old, new = rt.rotate_signing_key(by=acting_user(rt, by))
+    if as_json:
+        print_json({"old": old, "new": new})
+    else:
+        click.echo(f"export signing key replaced: {old} -> {new}")
 
 
 def register(group: click.Group) -> None:

@@ -41,3 +41,7 @@ def may_read_personal_data(role: Role) -> bool:
 # Who may add, move or cancel panel and board meetings, and change the toolkit.
 MEETING_MANAGERS = frozenset({Role.COORDINATOR, Role.CHAIR})
 TOOLKIT_MANAGERS = MEETING_MANAGERS
+# Who removes personal details once their retention period has run out (reading none).
+RETENTION_MANAGERS = frozenset({Role.ADMIN})
+# Who answers subject access requests: an export of everything held about one person.
+SUBJECT_ACCESS_EXPORTERS = frozenset({Role.COORDINATOR})
