@@ -54,10 +54,15 @@ def _safe_character(character: str) -> str:
         return character
     if character in _FALLBACK:
         return _FALLBACK[character]
-    plain = "".join(
-        part for part in unicodedata.normalize("NFKD", character) if not unicodedata.combining(part)
-    )
-    return plain if plain and _encodable(plain) else "?"
+    # Drop accents from the last until what is left can be shown: "ễ" becomes "ê", "ś" "s".
+    parts = unicodedata.normalize("NFKD", character)
+    base = "".join(part for part in parts if not unicodedata.combining(part))
+    marks = [part for part in parts if unicodedata.combining(part)]
+    for kept in range(len(marks), -1, -1):
+        candidate = unicodedata.normalize("NFC", base + "".join(marks[:kept]))
+        if candidate and _encodable(candidate):
+            return candidate
+    return "?"
 
 
 def _encodable(text: str) -> bool:

@@ -67,6 +67,7 @@ CSV_COLUMNS = (
     "mac",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_CHARS = frozenset("".join(_FORMULA_STARTS))
 
 _quote = encode_basestring
 
@@ -75,36 +76,59 @@ def _nullable(value: str | None) -> str:
     return "null" if value is None else _quote(value)
 
 
-def event_line(row: tuple[Any, ...]) -> str:
-    """One event (a row in ``COLUMNS`` order) as canonical JSON: sorted keys, no spaces.
-
-    Spelled out like `audit.canonical.row_hash` (the same fields, plus the hash and MAC),
-    because an export writes a million of these; a test proves it equals ``json.dumps`` with
-    sorted keys.
-    """
+def hashed_line(row: tuple[Any, ...]) -> tuple[str, str]:
+    """An event row (``COLUMNS`` order): its chain hash, recomputed, and its line for
+    ``events.jsonl``: canonical JSON (sorted keys, no spaces) of the event with the stored hash
+    and MAC. One function so each field is quoted once for both; `audit.canonical.row_hash`
+    is the reference and a test proves them equal."""
     (seq, entity_type, entity_id, event, from_state, to_state, actor, role) = row[:8]
-    (occurred_at, recorded_at, reason, data, prev_hash, digest, mac) = row[8:]
-    return (
+    (occurred_at, recorded_at, reason, data, prev_hash, stored_hash, mac) = row[8:]
+    head = (
         f'{{"actor":{_quote(actor)},"data":{data},"entity_id":{_quote(entity_id)},'
         f'"entity_type":{_quote(entity_type)},"event":{_quote(event)},'
-        f'"from_state":{_nullable(from_state)},"hash":{_quote(digest)},"mac":{_quote(mac)},'
+        f'"from_state":{_nullable(from_state)},'
+    )
+    tail = (
         f'"occurred_at":{_quote(occurred_at)},"prev_hash":{_quote(prev_hash)},'
         f'"reason":{_nullable(reason)},"recorded_at":{_quote(recorded_at)},'
-        f'"role":{_quote(role)},"seq":{int(seq)},"to_state":{_nullable(to_state)}}}\n'
+        f'"role":{_quote(role)},"seq":{int(seq)},"to_state":{_nullable(to_state)}}}'
     )
+    digest = hashlib.sha256((head + tail).encode("utf-8")).hexdigest()
+    return digest, f'{head}"hash":{_quote(stored_hash)},"mac":{_quote(mac)},{tail}\n'
 
 
-def csv_cell(value: Any) -> str:
-    """A spreadsheet cell that cannot run as a formula (OWASP CSV injection)."""
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+def event_line(row: tuple[Any, ...]) -> str:
+    return hashed_line(row)[1]
 
 
-def csv_row(row: tuple[Any, ...]) -> list[str]:
-    by_name = dict(zip(COLUMNS, row, strict=True))
-    return [csv_cell(by_name[name]) for name in CSV_COLUMNS]
+# Where each spreadsheet column is in a row.
+_CSV_ORDER = tuple(COLUMNS.index(name) for name in CSV_COLUMNS)
+
+
+def csv_line(row: tuple[Any, ...]) -> str:
+    """The row as one RFC 4180 line in ``CSV_COLUMNS`` order, neutralised against formulas.
+
+    Written out by hand: for these rows (whose data cells are full of quotes) it is three
+    times as fast as the csv module, and a test checks the two give the same bytes.
+    """
+    cells = []
+    for index in _CSV_ORDER:
+        value = row[index]
+        if value is None:
+            cells.append("")
+            continue
+        if value.__class__ is not str:
+            cells.append(str(value))
+            continue
+        if value and value[0] in _FORMULA_CHARS:
+            value = "'" + value
+        if '"' in value or "," in value or "\n" in value or "\r" in value:
+            value = '"' + value.replace('"', '""') + '"'
+        cells.append(value)
+    return ",".join(cells) + "\r\n"
+
+
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\r\n"
 
 
 def canonical(value: Any) -> str:

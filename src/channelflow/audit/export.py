@@ -10,16 +10,14 @@ proofs) and complete (the counts), and earlier exports' tree sizes get consisten
 
 from __future__ import annotations
 
-import csv
 import hmac
-import io
 import json
 import shutil
 import tempfile
 import zipfile
 from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,16 @@ from sqlmodel import col
 
 from channelflow import clock
 from channelflow.audit import bundle, chain, merkle
-from channelflow.audit.bundle import BagWriter, HashingFile, canonical, event_line
-from channelflow.audit.canonical import GENESIS_HASH, format_time, row_hash
+from channelflow.audit.bundle import BagWriter, HashingFile, canonical, hashed_line
+from channelflow.audit.canonical import GENESIS_HASH, format_time
 from channelflow.audit.chain import EventDraft
-from channelflow.audit.report import ReportData, write_report
+from channelflow.audit.keys import AuditKey
+from channelflow.audit.report import (
+    MAX_PRINTED_CASES,
+    MAX_PRINTED_EVENTS,
+    ReportData,
+    write_report,
+)
 from channelflow.audit.signing import Checkpoint, SigningKey, sign_checkpoint
 from channelflow.audit.walk import fetch_batches, range_query
 from channelflow.exceptions import IntegrityFailure, InvalidInput, PermissionDenied
@@ -86,12 +90,102 @@ class Selection:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _CaseTally:
     count: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
     latest_hash: str | None = None
+
+
+class _Scan:
+    """One pass over the whole trail, in order: every event is checked (hash, link, MAC) and
+    becomes a leaf of the Merkle tree; those in scope are written as they go by."""
+
+    def __init__(
+        self,
+        root: Path,
+        selection: Selection,
+        key: AuditKey,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.selection = selection
+        self.key = key
+        self.progress = progress
+        self.events = HashingFile(root, bundle.EVENTS)
+        self.sheet = HashingFile(root, bundle.EVENTS_CSV)
+        self.tree = merkle.Tree()
+        # Positions for inclusion proofs (a whole-trail export needs none: the verifier
+        # rebuilds the tree from every leaf).
+        self.chosen = array("q")
+        # Per-case completeness is signed for an export of chosen cases.
+        self.tallies: dict[str, _CaseTally] = {c: _CaseTally() for c in selection.cases}
+        self.seen_cases: set[str] = set()
+        # Timelines for the PDF, given up (None) once there are too many to print.
+        self.timelines: dict[str, list[dict[str, Any]]] | None = {}
+        self.count = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+
+    def run(self, batches: Iterator[list[Any]]) -> None:
+        start, end = self.selection.recorded_bounds()
+        cases = set(self.selection.cases)
+        whole = self.selection.whole_trail
+        append_leaf, event_leaf, mac = self.tree.append, merkle.event_leaf, self.key.mac
+        self.sheet.write(bundle.CSV_HEADER)
+        csv_line = bundle.csv_line
+        previous, expected = GENESIS_HASH, 1
+        for batch in batches:
+            lines: list[str] = []
+            cells: list[str] = []
+            for row in batch:
+                seq = row[0]
+                digest, line = hashed_line(row)
+                if digest != row[13] or row[12] != previous or seq != expected:
+                    raise IntegrityFailure(
+                        f"audit event {expected} fails verification; run `channelflow audit "
+                        "verify` before exporting",
+                        sequence=expected,
+                    )
+                if not hmac.compare_digest(mac(digest), row[14]):
+                    raise IntegrityFailure(
+                        f"audit event {seq} is not signed by this database's audit key",
+                        sequence=seq,
+                    )
+                previous, expected = digest, seq + 1
+                append_leaf(event_leaf(digest))
+                if (start is not None and row[9] < start) or (end is not None and row[9] >= end):
+                    continue
+                entity_type, entity_id = row[1], row[2]
+                if cases and (entity_type != chain.REFERRAL_ENTITY or entity_id not in cases):
+                    continue
+                lines.append(line)
+                cells.append(csv_line(row))
+                if not whole:
+                    self.chosen.append(seq)
+                if self.first_seq is None:
+                    self.first_seq = seq
+                self.last_seq = seq
+                self.count += 1
+                if entity_type == chain.REFERRAL_ENTITY:
+                    self._tally(entity_id, row, digest)
+            self.events.write("".join(lines))
+            self.sheet.write("".join(cells))
+            if self.progress is not None:
+                self.progress(self.tree.size)
+
+    def _tally(self, case: str, row: tuple[Any, ...], digest: str) -> None:
+        self.seen_cases.add(case)
+        if self.selection.cases:
+            tally = self.tallies[case]
+            tally.count += 1
+            if tally.first_seq is None:
+                tally.first_seq = row[0]
+            tally.last_seq, tally.latest_hash = row[0], digest
+        if self.timelines is not None:
+            self.timelines.setdefault(case, []).append(_timeline_entry(row))
+            if self.count > MAX_PRINTED_EVENTS or len(self.timelines) > MAX_PRINTED_CASES:
+                self.timelines = None
 
 
 @dataclass
@@ -103,7 +197,6 @@ class ExportResult:
     cases: int
     export_id: str
     fingerprint: str
-    timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
 
 class Exporter:
@@ -167,74 +260,21 @@ class Exporter:
 
     def _write(self, root: Path, selection: Selection, exported_by: str) -> ExportResult:
         bag = BagWriter(root)
-        events = HashingFile(root, bundle.EVENTS)
-        sheet = HashingFile(root, bundle.EVENTS_CSV)
-        sheet_buffer = io.StringIO()
-        writer = csv.writer(sheet_buffer, lineterminator="\r\n")
-        writer.writerow(bundle.CSV_COLUMNS)
-        tree = merkle.Tree()
-        chosen = array("q")
-        tallies: dict[str, _CaseTally] = {case: _CaseTally() for case in selection.cases}
-        timelines: dict[str, list[dict[str, Any]]] = {}
-        start, end = selection.recorded_bounds()
-        cases = set(selection.cases)
-        first_seq = last_seq = None
-        key = self.workflow.key
+        scan = _Scan(root, selection, self.workflow.key, self.progress)
         with read_session(self.workflow.engine) as session:
             connection = session.connection()
-            previous = GENESIS_HASH
-            for batch in self._batches(connection):
-                for row in batch:
-                    seq, entity_type, entity_id = row[0], row[1], row[2]
-                    digest = row_hash(*row[:13])
-                    if digest != row[13] or row[12] != previous or seq != tree.size + 1:
-                        raise IntegrityFailure(
-                            f"audit event {seq} fails verification; run `channelflow audit "
-                            "verify` before exporting",
-                            sequence=seq,
-                        )
-                    if not hmac.compare_digest(key.mac(digest), row[14]):
-                        raise IntegrityFailure(
-                            f"audit event {seq} is not signed by this database's audit key",
-                            sequence=seq,
-                        )
-                    previous = digest
-                    tree.append(merkle.event_leaf(digest))
-                    recorded = row[9]
-                    if (start is not None and recorded < start) or (
-                        end is not None and recorded >= end
-                    ):
-                        continue
-                    if cases and (entity_type != chain.REFERRAL_ENTITY or entity_id not in cases):
-                        continue
-                    events.write(event_line(row))
-                    writer.writerow(bundle.csv_row(row))
-                    if sheet_buffer.tell() > 1 << 16:
-                        sheet.write(sheet_buffer.getvalue())
-                        sheet_buffer.seek(0)
-                        sheet_buffer.truncate()
-                    chosen.append(seq)
-                    first_seq = seq if first_seq is None else first_seq
-                    last_seq = seq
-                    if entity_type == chain.REFERRAL_ENTITY:
-                        tally = tallies.setdefault(entity_id, _CaseTally())
-                        tally.count += 1
-                        tally.first_seq = tally.first_seq or seq
-                        tally.last_seq, tally.latest_hash = seq, digest
-                        timelines.setdefault(entity_id, []).append(_timeline_entry(row))
-                if self.progress is not None:
-                    self.progress(tree.size)
-            sheet.write(sheet_buffer.getvalue())
+            scan.run(self._batches(connection))
+            tree, tallies = scan.tree, scan.tallies
             size, root_hash = tree.size, tree.root()
-            bag.payload += [events.close(), sheet.close()]
+            bag.payload += [scan.events.close(), scan.sheet.close()]
             if not selection.whole_trail:
-                bag.payload.append(self._proofs(root, tree, chosen))
+                bag.payload.append(self._proofs(root, tree, scan.chosen))
             earlier = self._earlier_exports(connection, tree)
             bag.payload.append(_consistency(root, tree, earlier))
-            bag.payload.append(self._access_log(root, connection, selection, start, end))
+            bag.payload.append(self._access_log(root, connection, selection))
             bag.payload.append(_rotations(root, connection, size))
             if selection.personal_data:
-                bag.payload.append(_people(root, connection, sorted(tallies)))
+                bag.payload.append(_people(root, connection, sorted(scan.seen_cases)))
             scope = {
                 "format": bundle.FORMAT,
                 "origin": self.origin,
@@ -242,9 +282,9 @@ class Exporter:
                 "root": root_hash.hex(),
                 "selection": selection.as_dict(),
                 "completeness": {
-                    "events": len(chosen),
-                    "first_seq": first_seq,
-                    "last_seq": last_seq,
+                    "events": scan.count,
+                    "first_seq": scan.first_seq,
+                    "last_seq": scan.last_seq,
                     "cases": {
                         case: {
                             "count": t.count,
@@ -262,7 +302,8 @@ class Exporter:
         report = ReportData(
             origin=self.origin,
             scope=scope,
-            timelines=timelines,
+            timelines=scan.timelines,
+            cases=len(scan.seen_cases),
             access_summary=_access_summary(root / bundle.ACCESS_LOG),
             fingerprint=self.signing_key.public.fingerprint,
         )
@@ -293,11 +334,10 @@ class Exporter:
             path=root,
             tree_size=size,
             root=root_hash.hex(),
-            events=len(chosen),
-            cases=len(tallies),
+            events=scan.count,
+            cases=len(scan.seen_cases),
             export_id=export_id,
             fingerprint=self.signing_key.public.fingerprint,
-            timelines=timelines,
         )
 
     def _batches(self, connection: Connection) -> Iterator[list[Any]]:
@@ -347,8 +387,6 @@ class Exporter:
         root: Path,
         connection: Connection,
         selection: Selection,
-        start: str | None,
-        end: str | None,
     ) -> bundle.FileDigest:
         query = select(_access).order_by(_access.c.id)
         if selection.first_day is not None:

@@ -212,7 +212,9 @@ class Tree:
             raise ValueError("a consistency proof needs a non-empty old tree")
         proof: list[bytes] = []
         low, high = 0, size
-        whole_old_tree = True  # RFC 6962's b: the subtree is still the old tree's root
+        # RFC 6962's b: still on the left edge, where the node that ends the descent is the
+        # old root itself, which the verifier already holds and so is left out.
+        whole_old_tree = True
         # SUBPROOF unrolled: descend until the subtree is exactly the old tree's part of it.
         while old_size != high:
             split = low + _split(high - low)

@@ -259,6 +259,7 @@ def _check_events(
     proofs = _lines(root, bundle.PROOFS)
     builder = merkle.RootBuilder()
     tallies: dict[str, list[Any]] = {}
+    seen: set[str] = set()
     previous_seq, previous_hash = 0, GENESIS_HASH
     first_seq = last_seq = None
     count = 0
@@ -298,10 +299,12 @@ def _check_events(
                 raise _fail(f"{where} is not in the signed trail (its inclusion proof fails)")
         _check_in_scope(event, selection, cases, where)
         if event["entity_type"] == "referral":
-            tally = tallies.setdefault(event["entity_id"], [0, None, None, None])
-            tally[0] += 1
-            tally[1] = tally[1] or seq
-            tally[2], tally[3] = seq, digest
+            seen.add(event["entity_id"])
+            if cases:
+                tally = tallies.setdefault(event["entity_id"], [0, None, None, None])
+                tally[0] += 1
+                tally[1] = tally[1] or seq
+                tally[2], tally[3] = seq, digest
         first_seq = seq if first_seq is None else first_seq
         last_seq = seq
         previous_seq, previous_hash = seq, digest
@@ -318,7 +321,7 @@ def _check_events(
     _check_complete(scope["completeness"], count, first_seq, last_seq, tallies, whole, cases)
     return BundleVerification(
         events=count,
-        cases=len(tallies),
+        cases=len(seen),
         tree_size=size,
         root=tree_root.hex(),
         origin=checkpoint.origin,

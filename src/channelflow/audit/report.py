@@ -24,7 +24,9 @@ _TIMELINE = (("when (UTC)", 34), ("event", 34), ("from", 22), ("to", 22), ("who"
 class ReportData:
     origin: str
     scope: dict[str, Any]
-    timelines: dict[str, list[dict[str, Any]]]
+    # One timeline per case, or None when there are too many to print.
+    timelines: dict[str, list[dict[str, Any]]] | None
+    cases: int
     access_summary: list[tuple[str, str, int]]
     fingerprint: str
 
@@ -83,7 +85,7 @@ def _summary(pdf: FPDF, data: ReportData) -> None:
     )
     _heading(pdf, "Counts")
     _line(pdf, f"Events exported: {completeness['events']}")
-    _line(pdf, f"Cases with events: {sum(1 for c in data.timelines)}")
+    _line(pdf, f"Cases with events: {data.cases}")
     if completeness["first_seq"] is not None:
         _line(
             pdf,
@@ -111,18 +113,18 @@ def _summary(pdf: FPDF, data: ReportData) -> None:
 
 
 def _timelines(pdf: FPDF, data: ReportData) -> None:
-    events = sum(len(entries) for entries in data.timelines.values())
     _heading(pdf, "Timelines")
-    if not data.timelines:
-        _line(pdf, "No case events in this scope.")
-        return
-    if events > MAX_PRINTED_EVENTS or len(data.timelines) > MAX_PRINTED_CASES:
+    if data.timelines is None:
+        events = data.scope["completeness"]["events"]
         _line(
             pdf,
-            f"This export holds {events} events of {len(data.timelines)} cases: too many to "
+            f"This export holds {events} events of {data.cases} cases: too many to "
             "print. The full list is in data/events.csv (for a spreadsheet) and "
-            "data/events.jsonl; the per-case counts are in scope.json.",
+            "data/events.jsonl.",
         )
+        return
+    if not data.timelines:
+        _line(pdf, "No case events in this scope.")
         return
     for reference, entries in data.timelines.items():
         _heading(pdf, f"Case {reference} ({len(entries)} events)", 11)
