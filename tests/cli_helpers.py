@@ -25,6 +25,10 @@ class Outcome:
         return json.loads(self.out)
 
 
+def signing_key_beside(key_file: Path) -> Path:
+    return key_file.with_name(key_file.stem + "-signing.key")
+
+
 class Cli:
     """`channelflow` run in-process against one database and key file."""
 
@@ -33,10 +37,16 @@ class Cli:
 
     def __call__(self, *args: str) -> Outcome:
         os.environ["CHANNELFLOW_KEY_FILE"] = str(self.key_file)
+        # The export signing key beside the audit key, never in the working directory.
+        signing = "CHANNELFLOW_SIGNING_KEY" not in os.environ
+        if signing:
+            os.environ["CHANNELFLOW_SIGNING_KEY"] = str(signing_key_beside(self.key_file))
         try:
             code = run([*args, "--db", self.db])
         finally:
             del os.environ["CHANNELFLOW_KEY_FILE"]
+            if signing:
+                del os.environ["CHANNELFLOW_SIGNING_KEY"]
         captured = self.capsys.readouterr()
         assert "Traceback" not in captured.err
         return Outcome(code, captured.out, captured.err)

@@ -18,6 +18,7 @@ from channelflow.settings import Settings
 from channelflow.store import schema
 from channelflow.store.db import open_engine
 from channelflow.workflow.engine import Workflow
+from tests.cli_helpers import signing_key_beside
 from tests.factories import USERS
 from tests.mailserver import MailServer
 
@@ -28,11 +29,16 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's CHANNELFLOW_* settings, and the clock is never left pinned."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's CHANNELFLOW_* settings, and the clock is never left pinned.
+
+    The export signing key, which commands would otherwise look for in the working
+    directory, lives in the test's own folder.
+    """
     for name in list(os.environ):
         if name.startswith("CHANNELFLOW_") and name != "CHANNELFLOW_TEST_POSTGRES":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("CHANNELFLOW_SIGNING_KEY", str(tmp_path / "signing.key"))
     yield
     clock.set_now(None)
 
@@ -109,7 +115,15 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 def make_runtime(database_url: str, key_file: Path) -> Runtime:
     runtime = Runtime(
-        Settings(database_url=database_url, key_file=key_file, user=None, reference_prefix="CF")
+        Settings(
+            database_url=database_url,
+            key_file=key_file,
+            user=None,
+            reference_prefix="CF",
+            signing_key_file=Path(
+                os.environ.get("CHANNELFLOW_SIGNING_KEY") or signing_key_beside(key_file)
+            ),
+        )
     )
     runtime.initialise()
     runtime.workflow.add_first_admin("admin")
