@@ -68,7 +68,7 @@ def closed_before(today: date, years: int) -> date:
 
 
 def apply(workflow: Workflow, *, years: int, by: str | None, dry_run: bool = False) -> Purge:
-    """Remove the personal details of every referral closed more than ``years`` ago.
+    """Remove the personal details of every referral closed ``years`` or more ago.
 
     Admins only (a refusal is logged). In one transaction: the referrals lose their link to
     their ``person`` rows, those rows are deleted, and one audit event records the purge.

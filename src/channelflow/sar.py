@@ -140,7 +140,8 @@ def export(workflow: Workflow, reference: str, out: Path, *, by: str | None) -> 
                 actor.name,
                 actor.role,
                 now,
-                data={"folder_name": out.name, "sha256": digest},
+                # Not the folder's name: someone might name it after the person.
+                data={"sha256": digest},
             )
             rows = chain.append(session.connection(), [draft], key=workflow.key)
             _publish(staging, out)
@@ -521,12 +522,12 @@ def _render_referral(doc: Document, record: dict[str, Any]) -> None:
     if record["subject_access_exports"]:
         doc.heading("Earlier subject access exports", level=2)
         doc.table(
-            ["date", "by", "folder"],
+            ["date", "by", "sar.json SHA-256"],
             [
                 [
                     _local(parse_time(event["occurred_at"])),
                     f"{event['actor']} ({event['role']})",
-                    event["data"].get("folder_name"),
+                    str(event["data"].get("sha256", ""))[:16],
                 ]
                 for event in record["subject_access_exports"]
             ],

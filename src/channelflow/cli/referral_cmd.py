@@ -136,6 +136,13 @@ def _print_case(view: dict[str, Any]) -> None:
         if view.get(name) is not None:
             click.echo(f"  {name.replace('_', ' ')}: {view[name]}")
     personal = view.get("personal")
+    if "personal" in view and personal is None:
+        removed = view.get("personal_removed_on")
+        click.echo(
+            f"  personal details: removed under retention on {removed}"
+            if removed
+            else "  personal details: none held"
+        )
     if personal:
         click.echo("  personal details:")
         for name, value in personal.items():

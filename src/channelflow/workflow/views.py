@@ -11,6 +11,7 @@ from sqlmodel import Session, col
 
 from channelflow import clock
 from channelflow.exceptions import InvalidInput, PermissionDenied, ReferralNotFound
+from channelflow.retention import removals
 from channelflow.states import REFERRAL_LIFECYCLE, Role
 from channelflow.states import referral as lc
 from channelflow.store.db import write_session
@@ -99,6 +100,9 @@ def show_case(workflow: Workflow, reference: str, *, by: str | None) -> dict[str
         view["history"] = _history(session, reference)
         if policy.may_read_personal_data(role):
             view["personal"] = _personal(session, referral)
+            if view["personal"] is None:
+                removal = removals(session.connection(), [reference]).get(reference)
+                view["personal_removed_on"] = removal.on.isoformat() if removal else None
         return view
 
 
