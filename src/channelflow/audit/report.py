@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fpdf import FPDF
-from fpdf.enums import XPos, YPos
-
 from channelflow.audit import bundle
 from channelflow.audit.bundle import FileDigest, HashingFile
+from channelflow.pdf import Document
 
 # Beyond these the timelines would run to hundreds of pages: the report keeps the summary.
 MAX_PRINTED_EVENTS = 2_000
 MAX_PRINTED_CASES = 300
-_TIMELINE = (("when (UTC)", 34), ("event", 34), ("from", 22), ("to", 22), ("who", 32))
+_TIMELINE = ("when (UTC)", "event", "from", "to", "who", "reason")
+_WIDTHS = (1.5, 1.6, 1.1, 1.1, 1.5, 2.2)
 
 
 @dataclass(frozen=True)
@@ -31,136 +30,108 @@ class ReportData:
     fingerprint: str
 
 
-def _text(value: Any) -> str:
-    """The PDF's core fonts are Latin-1: anything else is shown as '?', never dropped."""
-    return str(value if value is not None else "").encode("latin-1", "replace").decode("latin-1")
-
-
-class _Report(FPDF):
-    def footer(self) -> None:
-        self.set_y(-12)
-        self.set_font("Helvetica", size=8)
-        self.cell(0, 8, f"page {self.page_no()}/{{nb}}", align="C")
-
-
 def write_report(root: Path, data: ReportData) -> FileDigest:
-    pdf = _Report(format="A4")
-    pdf.set_title("channelflow audit trail export")
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.add_page()
-    _summary(pdf, data)
-    _timelines(pdf, data)
-    _access(pdf, data)
+    document = Document("Audit trail export", footer=f"channelflow audit export: {data.origin}")
+    _summary(document, data)
+    _timelines(document, data)
+    _access(document, data)
     file = HashingFile(root, bundle.REPORT)
-    file.write_bytes(bytes(pdf.output()))
+    file.write_bytes(document.output())
     return file.close()
 
 
-def _heading(pdf: FPDF, text: str, size: int = 13) -> None:
-    pdf.set_font("Helvetica", "B", size)
-    pdf.multi_cell(0, 8, _text(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("Helvetica", size=9)
-
-
-def _line(pdf: FPDF, text: str) -> None:
-    pdf.multi_cell(0, 5, _text(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-
-
-def _summary(pdf: FPDF, data: ReportData) -> None:
+def _summary(document: Document, data: ReportData) -> None:
     scope = data.scope
     selection = scope["selection"]
     completeness = scope["completeness"]
-    _heading(pdf, "Audit trail export", 16)
-    _line(pdf, f"Trail: {data.origin}")
-    _line(pdf, f"Exported at {scope['exported_at']} by {scope['exported_by']}")
-    _heading(pdf, "Scope")
-    _line(pdf, f"Events recorded from: {selection['from'] or 'the start of the trail'}")
-    _line(pdf, f"Events recorded to: {selection['to'] or 'the export'}")
     cases = selection["cases"]
-    _line(pdf, "Cases: " + (", ".join(cases) if cases else "all (every event in the range)"))
-    _line(
-        pdf,
-        "Personal details: "
-        + ("included (data/people.jsonl)" if selection["personal_data"] else "left out"),
+    document.key_values(
+        [
+            ("Trail", data.origin),
+            ("Exported", f"{scope['exported_at']} by {scope['exported_by']}"),
+        ]
     )
-    _heading(pdf, "Counts")
-    _line(pdf, f"Events exported: {completeness['events']}")
-    _line(pdf, f"Cases with events: {data.cases}")
+    document.heading("Scope")
+    document.key_values(
+        [
+            ("Events recorded from", selection["from"] or "the start of the trail"),
+            ("Events recorded to", selection["to"] or "the export"),
+            ("Cases", ", ".join(cases) if cases else "all (every event in the range)"),
+            (
+                "Personal details",
+                "included (data/people.jsonl)" if selection["personal_data"] else "left out",
+            ),
+        ]
+    )
+    document.heading("Counts")
+    span = None
     if completeness["first_seq"] is not None:
-        _line(
-            pdf,
-            f"Sequence numbers: {completeness['first_seq']} to {completeness['last_seq']} "
-            f"of {scope['tree_size']} in the trail",
+        span = (
+            f"{completeness['first_seq']} to {completeness['last_seq']} of "
+            f"{scope['tree_size']} in the trail"
         )
-    _heading(pdf, "Verification")
-    _line(
-        pdf,
+    document.key_values(
+        [
+            ("Events exported", completeness["events"]),
+            ("Cases with events", data.cases),
+            ("Sequence numbers", span),
+        ]
+    )
+    document.heading("Verification")
+    document.paragraph(
         "Every event in the trail was checked when this export was made (its hash, its link "
         "to the event before and its MAC). The trail's Merkle tree (RFC 6962) of "
         f"{scope['tree_size']} events has the root {scope['root']}; checkpoint.txt signs that "
         "root and this export's scope with the Ed25519 key whose SHA-256 fingerprint is "
-        f"{data.fingerprint}.",
+        f"{data.fingerprint}."
     )
-    _line(
-        pdf,
+    document.paragraph(
         "To check the export without the database: in its folder run "
         "`sha256sum -c manifest-sha256.txt`, then `channelflow audit verify FOLDER "
-        "--fingerprint <fingerprint obtained from the council>`.",
+        "--fingerprint <fingerprint obtained from the council>`."
     )
     if scope["earlier_exports"]:
         sizes = ", ".join(str(e["size"]) for e in scope["earlier_exports"])
-        _line(pdf, f"Consistency proofs from earlier exports of sizes: {sizes}.")
+        document.paragraph(f"Consistency proofs from earlier exports of sizes: {sizes}.")
 
 
-def _timelines(pdf: FPDF, data: ReportData) -> None:
-    _heading(pdf, "Timelines")
+def _timelines(document: Document, data: ReportData) -> None:
+    document.heading("Timelines")
     if data.timelines is None:
         events = data.scope["completeness"]["events"]
-        _line(
-            pdf,
-            f"This export holds {events} events of {data.cases} cases: too many to "
-            "print. The full list is in data/events.csv (for a spreadsheet) and "
-            "data/events.jsonl.",
+        document.paragraph(
+            f"This export holds {events} events of {data.cases} cases: too many to print. The "
+            "full list is in data/events.csv (for a spreadsheet) and data/events.jsonl."
         )
         return
     if not data.timelines:
-        _line(pdf, "No case events in this scope.")
+        document.paragraph("No case events in this scope.")
         return
     for reference, entries in data.timelines.items():
-        _heading(pdf, f"Case {reference} ({len(entries)} events)", 11)
-        with pdf.table(
-            col_widths=(*(width for _, width in _TIMELINE), 46),
-            text_align="LEFT",
-            line_height=4.5,
-            first_row_as_headings=True,
-        ) as table:
-            header = table.row()
-            for name, _ in _TIMELINE:
-                header.cell(name)
-            header.cell("reason")
-            for entry in entries:
-                row = table.row()
-                row.cell(_text(entry["occurred_at"][:16].replace("T", " ")))
-                row.cell(_text(entry["event"]))
-                row.cell(_text(entry["from"]))
-                row.cell(_text(entry["to"]))
-                row.cell(_text(f"{entry['actor']} ({entry['role']})"))
-                row.cell(_text(entry["reason"]))
-        pdf.ln(3)
+        document.heading(f"Case {reference} ({len(entries)} events)", level=2)
+        document.table(
+            _TIMELINE,
+            (
+                (
+                    entry["occurred_at"][:16].replace("T", " "),
+                    entry["event"],
+                    entry["from"] or "",
+                    entry["to"] or "",
+                    f"{entry['actor']} ({entry['role']})",
+                    entry["reason"] or "",
+                )
+                for entry in entries
+            ),
+            widths=_WIDTHS,
+        )
 
 
-def _access(pdf: FPDF, data: ReportData) -> None:
-    _heading(pdf, "Access log summary")
-    if not data.access_summary:
-        _line(pdf, "No access log entries in this scope.")
-        return
-    _line(pdf, "Who viewed, changed or exported what (details in data/access-log.jsonl):")
-    with pdf.table(col_widths=(60, 80, 20), text_align="LEFT", line_height=4.5) as table:
-        header = table.row()
-        for name in ("who", "action", "times"):
-            header.cell(name)
-        for actor, action, count in data.access_summary:
-            row = table.row()
-            row.cell(_text(actor))
-            row.cell(_text(action))
-            row.cell(str(count))
+def _access(document: Document, data: ReportData) -> None:
+    document.heading("Access log summary")
+    document.paragraph("Who viewed, changed or exported what (details in data/access-log.jsonl):")
+    document.table(
+        ("who", "action", "times"),
+        data.access_summary,
+        widths=(2, 3, 1),
+        empty="No access log entries in this scope.",
+    )
