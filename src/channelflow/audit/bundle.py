@@ -156,6 +156,10 @@ class HashingFile:
         self.size += len(data)
         self.lines += data.count(b"\n")
 
+    def abandon(self) -> None:
+        """Close without keeping anything: the export failed and its folder goes."""
+        self._handle.close()
+
     def close(self) -> FileDigest:
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -201,11 +205,14 @@ class BagWriter:
         file.write(text)
         self.tags.append(file.close())
 
-    def finish(self, info: dict[str, str]) -> None:
+    def describe(self, info: dict[str, str]) -> None:
+        """The bag's declaration and its bag-info.txt (once the payload is complete)."""
         octets = sum(d.size for d in self.payload)
         self.add_tag(BAGIT, BAGIT_DECLARATION)
         lines = {**info, "Payload-Oxum": f"{octets}.{len(self.payload)}"}
         self.add_tag(BAG_INFO, "".join(f"{name}: {value}\n" for name, value in lines.items()))
+
+    def finish(self) -> None:
         self.add_tag(MANIFEST, manifest_text(self.payload))
         tag_manifest = HashingFile(self.root, TAG_MANIFEST)
         tag_manifest.write(manifest_text(self.tags))

@@ -16,7 +16,8 @@ import shutil
 import tempfile
 import zipfile
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -47,6 +48,7 @@ from channelflow.workflow import policy
 from channelflow.workflow.engine import Workflow, log_access
 
 EXPORT_ENTITY = "export"
+EXPORT_EVENT = "export"
 # Written by `Runtime.rotate_signing_key` (runtime.ROTATION_ENTITY).
 ROTATION_ENTITY = "signing_key"
 EXPORTERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.CHAIR})
@@ -123,6 +125,8 @@ class _Scan:
         self.seen_cases: set[str] = set()
         # Timelines for the PDF, given up (None) once there are too many to print.
         self.timelines: dict[str, list[dict[str, Any]]] | None = {}
+        # The other events (users, meetings, toolkit, exports), likewise.
+        self.others: list[dict[str, Any]] | None = []
         self.count = 0
         self.first_seq: int | None = None
         self.last_seq: int | None = None
@@ -169,6 +173,10 @@ class _Scan:
                 self.count += 1
                 if entity_type == chain.REFERRAL_ENTITY:
                     self._tally(entity_id, row, digest)
+                elif self.others is not None:
+                    self.others.append(_timeline_entry(row))
+                    if self.count > MAX_PRINTED_EVENTS:
+                        self.others = None
             self.events.write("".join(lines))
             self.sheet.write("".join(cells))
             if self.progress is not None:
@@ -185,7 +193,7 @@ class _Scan:
         if self.timelines is not None:
             self.timelines.setdefault(case, []).append(_timeline_entry(row))
             if self.count > MAX_PRINTED_EVENTS or len(self.timelines) > MAX_PRINTED_CASES:
-                self.timelines = None
+                self.timelines = self.others = None
 
 
 @dataclass
@@ -215,9 +223,11 @@ class Exporter:
     def export(
         self, out: Path, selection: Selection, *, by: str | None, as_zip: bool = False
     ) -> ExportResult:
-        target = out.with_suffix(".zip") if as_zip and out.suffix != ".zip" else out
+        target = out.with_name(out.name + ".zip") if as_zip and out.suffix != ".zip" else out
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise InvalidInput(f"{target} already exists; choose a new folder for the export")
+        if not target.parent.is_dir():
+            raise InvalidInput(f"the folder {target.parent} does not exist")
         actor_name, actor_role = self._authorise(selection, by)
         building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent or "."))
         try:
@@ -263,7 +273,13 @@ class Exporter:
         scan = _Scan(root, selection, self.workflow.key, self.progress)
         with read_session(self.workflow.engine) as session:
             connection = session.connection()
-            scan.run(self._batches(connection))
+            try:
+                with closing(self._batches(connection)) as batches:
+                    scan.run(batches)
+            except BaseException:
+                scan.events.abandon()
+                scan.sheet.abandon()
+                raise
             tree, tallies = scan.tree, scan.tallies
             size, root_hash = tree.size, tree.root()
             bag.payload += [scan.events.close(), scan.sheet.close()]
@@ -302,27 +318,18 @@ class Exporter:
         report = ReportData(
             origin=self.origin,
             scope=scope,
-            timelines=scan.timelines,
+            timelines=scan.timelines if scan.others is not None else None,
+            others=scan.others,
             cases=len(scan.seen_cases),
             access_summary=_access_summary(root / bundle.ACCESS_LOG),
             fingerprint=self.signing_key.public.fingerprint,
         )
         bag.payload.append(write_report(root, report))
-        scope["files"] = {d.name: {"sha256": d.sha256, "bytes": d.size} for d in bag.payload}
-        scope_text = canonical(scope) + "\n"
-        bag.add_tag(bundle.SCOPE, scope_text)
-        scope_digest = bag.tags[-1].sha256
-        checkpoint = Checkpoint(
-            origin=self.origin,
-            size=size,
-            root=root_hash,
-            extensions=(f"scope sha256:{scope_digest}",),
-        )
-        bag.add_tag(bundle.CHECKPOINT, sign_checkpoint(checkpoint, self.signing_key, self.origin))
-        bag.add_tag(bundle.PUBLIC_KEY, self.signing_key.public.to_text(self.origin) + "\n")
-        bag.add_tag(bundle.README, _readme(self.origin, self.signing_key.public.fingerprint))
         export_id = f"export-{size}-{root_hash.hex()[:12]}"
-        bag.finish(
+        # The tag files an inspector reads are signed too (through the scope), so a changed
+        # README cannot send them to another fingerprint even with the manifests redone.
+        bag.add_tag(bundle.README, _readme(self.origin, self.signing_key.public.fingerprint))
+        bag.describe(
             {
                 "Source-Organization": "channelflow",
                 "External-Identifier": export_id,
@@ -330,6 +337,19 @@ class Exporter:
                 "External-Description": "channelflow audit trail export; see README.txt",
             }
         )
+        scope["files"] = {
+            d.name: {"sha256": d.sha256, "bytes": d.size} for d in [*bag.payload, *bag.tags]
+        }
+        bag.add_tag(bundle.SCOPE, canonical(scope) + "\n")
+        checkpoint = Checkpoint(
+            origin=self.origin,
+            size=size,
+            root=root_hash,
+            extensions=(f"scope sha256:{bag.tags[-1].sha256}",),
+        )
+        bag.add_tag(bundle.CHECKPOINT, sign_checkpoint(checkpoint, self.signing_key, self.origin))
+        bag.add_tag(bundle.PUBLIC_KEY, self.signing_key.public.to_text(self.origin) + "\n")
+        bag.finish()
         return ExportResult(
             path=root,
             tree_size=size,
@@ -340,7 +360,7 @@ class Exporter:
             fingerprint=self.signing_key.public.fingerprint,
         )
 
-    def _batches(self, connection: Connection) -> Iterator[list[Any]]:
+    def _batches(self, connection: Connection) -> Generator[list[Any], None, None]:
         """The whole trail in order, as plain tuples, one batch in memory at a time."""
         connection.exec_driver_sql("SELECT 1")  # the transaction must have begun
         driver = connection.connection.driver_connection
@@ -367,7 +387,9 @@ class Exporter:
         found: dict[int, bytes] = {}
         rows = connection.execute(
             select(_audit.c.seq, _audit.c.data).where(
-                _audit.c.entity_type == EXPORT_ENTITY, _audit.c.seq <= tree.size
+                _audit.c.entity_type == EXPORT_ENTITY,
+                _audit.c.event == EXPORT_EVENT,
+                _audit.c.seq <= tree.size,
             )
         ).all()
         for seq, data in rows:
@@ -426,7 +448,7 @@ class Exporter:
             draft = EventDraft(
                 EXPORT_ENTITY,
                 result.export_id,
-                "export",
+                EXPORT_EVENT,
                 None,
                 None,
                 actor,
@@ -473,6 +495,7 @@ def _rotations(root: Path, connection: Connection, size: int) -> bundle.FileDige
 def _timeline_entry(row: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "seq": row[0],
+        "entity": f"{row[1]} {row[2]}",
         "occurred_at": row[8],
         "event": row[3],
         "from": row[4],

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from channelflow.audit import bundle, merkle
-from channelflow.audit.canonical import GENESIS_HASH, canonical_json, row_hash
+from channelflow.audit.canonical import GENESIS_HASH, row_hash
 from channelflow.audit.signing import (
     Checkpoint,
     PublicKey,
@@ -46,6 +46,8 @@ class BundleVerification:
     first_seq: int | None
     last_seq: int | None
     consistent_with: list[int] = field(default_factory=list)
+    # The key was not pinned but matches (or rotates from) the earlier bundle's.
+    tied_to_earlier: bool = False
 
     def describe(self) -> str:
         where = (
@@ -53,7 +55,12 @@ class BundleVerification:
             if self.first_seq is not None
             else f"none of the {self.tree_size} audit events"
         )
-        key = "pinned" if self.key_pinned else "taken from the bundle itself: pin it"
+        if self.key_pinned:
+            key = "pinned"
+        elif self.tied_to_earlier:
+            key = "tied to the earlier bundle's key"
+        else:
+            key = "taken from the bundle itself: pin it"
         text = (
             f"bundle verified: {self.events} events of {self.cases} case(s), {where}; "
             f"signed by key {self.fingerprint[:16]}... ({key})"
@@ -80,10 +87,11 @@ def verify_bundle(
         result, checkpoint = _verify_root(root, key, fingerprint, progress)
     if since is not None:
         with _opened(since) as earlier_root:
-            earlier_key = PublicKey.from_text(_read(earlier_root, bundle.PUBLIC_KEY))[1]
+            earlier_key = _public_key(earlier_root)
             earlier, earlier_checkpoint = _verify_root(earlier_root, earlier_key, None, None)
         if earlier_key.fingerprint != result.fingerprint:
             _check_rotations(path, earlier_key, result.fingerprint, checkpoint.origin)
+        result.tied_to_earlier = True
         _check_growth(result, checkpoint, earlier_checkpoint, path)
         result.consistent_with.append(earlier.tree_size)
     return result
@@ -154,9 +162,9 @@ def _verify_root(
     declaration = root / bundle.BAGIT
     if not declaration.is_file() or declaration.read_bytes() != bundle.BAGIT_DECLARATION.encode():
         raise _fail(f"{root} is not an export bundle: {bundle.BAGIT} is missing or wrong")
-    _check_manifest(root, bundle.MANIFEST, payload=True)
-    _check_manifest(root, bundle.TAG_MANIFEST, payload=False)
-    _, own_key = PublicKey.from_text(_read(root, bundle.PUBLIC_KEY))
+    digests = _check_manifest(root, bundle.MANIFEST, payload=True)
+    digests |= _check_manifest(root, bundle.TAG_MANIFEST, payload=False)
+    own_key = _public_key(root)
     if key is not None and key.fingerprint != own_key.fingerprint:
         raise _fail(
             f"{bundle.PUBLIC_KEY} is not the pinned key: the bundle was signed by "
@@ -169,8 +177,11 @@ def _verify_root(
         )
     note = _read(root, bundle.CHECKPOINT)
     origin = note.split("\n", 1)[0]
-    checkpoint = open_checkpoint(note, own_key, origin)
-    scope_bytes = (root / bundle.SCOPE).read_bytes()
+    try:
+        checkpoint = open_checkpoint(note, own_key, origin)
+    except IntegrityFailure as failure:
+        raise _fail(f"{bundle.CHECKPOINT}: {failure.message}") from None
+    scope_bytes = _read(root, bundle.SCOPE).encode("utf-8")
     if scope_extension(scope_bytes) not in checkpoint.extensions:
         raise _fail(f"{bundle.SCOPE} is not the scope the checkpoint signs")
     scope = json.loads(scope_bytes)
@@ -181,12 +192,19 @@ def _verify_root(
         or scope["origin"] != checkpoint.origin
     ):
         raise _fail(f"{bundle.SCOPE} does not match {bundle.CHECKPOINT}")
-    _check_files(root, scope["files"])
+    _check_files(root, scope["files"], digests)
     result = _check_events(root, scope, checkpoint, progress)
     _check_consistency(root, scope, checkpoint)
     result.fingerprint = own_key.fingerprint
     result.key_pinned = key is not None or fingerprint is not None
     return result, checkpoint
+
+
+def _public_key(root: Path) -> PublicKey:
+    try:
+        return PublicKey.from_text(_read(root, bundle.PUBLIC_KEY))[1]
+    except InvalidInput as error:
+        raise _fail(f"{bundle.PUBLIC_KEY} is not a signing key: {error.message}") from None
 
 
 def _read(root: Path, name: str) -> str:
@@ -198,7 +216,8 @@ def _read(root: Path, name: str) -> str:
         raise _fail(f"{name} is not UTF-8 text") from None
 
 
-def _check_manifest(root: Path, name: str, *, payload: bool) -> None:
+def _check_manifest(root: Path, name: str, *, payload: bool) -> dict[str, str]:
+    """Check a BagIt manifest; returns the files' SHA-256 (each file is read once)."""
     listed: dict[str, str] = {}
     for number, line in enumerate(_read(root, name).splitlines(), start=1):
         digest, _, relative = line.partition("  ")
@@ -206,11 +225,13 @@ def _check_manifest(root: Path, name: str, *, payload: bool) -> None:
         if len(digest) != 64 or not relative or safe.is_absolute() or ".." in safe.parts:
             raise _fail(f"{name} line {number} is malformed")
         listed[relative] = digest
+    actual: dict[str, str] = {}
     for relative, digest in listed.items():
         file = root / relative
         if not file.is_file():
             raise _fail(f"{relative} is listed in {name} but missing")
-        if bundle.sha256_file(file).sha256 != digest:
+        actual[relative] = bundle.sha256_file(file).sha256
+        if actual[relative] != digest:
             raise _fail(f"{relative} does not match its checksum in {name}")
     if payload:
         present = {
@@ -219,32 +240,56 @@ def _check_manifest(root: Path, name: str, *, payload: bool) -> None:
         extra = sorted(present - set(listed))
         if extra:
             raise _fail(f"{extra[0]} is in the bundle but not in {name}")
+    return actual
 
 
-def _check_files(root: Path, files: dict[str, Any]) -> None:
+def _check_files(root: Path, files: dict[str, Any], digests: dict[str, str]) -> None:
+    """Every file against the hash the signed scope gives it: the data files first (the one
+    changed is named even when bag-info.txt's totals changed with it), then the tag files."""
     present = {p.relative_to(root).as_posix() for p in (root / "data").rglob("*") if p.is_file()}
-    for relative in sorted(present | set(files)):
+    present |= {name for name in files if not name.startswith("data/") and (root / name).is_file()}
+    ordered = sorted(present | set(files), key=lambda name: (not name.startswith("data/"), name))
+    for relative in ordered:
         if relative not in files:
             raise _fail(f"{relative} is not part of the signed export")
         if relative not in present:
             raise _fail(f"{relative} is missing")
-        if bundle.sha256_file(root / relative).sha256 != files[relative]["sha256"]:
+        digest = digests.get(relative) or bundle.sha256_file(root / relative).sha256
+        if digest != files[relative]["sha256"]:
             raise _fail(f"{relative} was changed after the export was signed")
 
 
 def _lines(root: Path, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, value, _ in _raw_lines(root, name):
+        yield number, value
+
+
+def _raw_lines(root: Path, name: str) -> Iterator[tuple[int, dict[str, Any], str]]:
     path = root / name
     if not path.is_file():
         return
+    loads = json.loads
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             try:
-                value = json.loads(line)
+                value = loads(line)
             except ValueError:
                 raise _fail(f"{name} line {number} is not JSON") from None
-            if not isinstance(value, dict):
+            if value.__class__ is not dict:
                 raise _fail(f"{name} line {number} is not a JSON object")
-            yield number, value
+            yield number, value, line
+
+
+def _data_text(line: str) -> str:
+    """The event's data exactly as the line holds it (canonical JSON, as it was hashed).
+
+    Keys are sorted, so "data" follows the "actor" string and "entity_id" follows the data;
+    neither pattern can occur unescaped inside a JSON string, and a nested "entity_id" key
+    would sit before the top-level one. A line not laid out so fails its hash check.
+    """
+    start = line.find('"data":') + 7
+    end = line.rfind(',"entity_id":')
+    return line[start:end] if 7 <= start <= end else ""
 
 
 def _check_events(
@@ -264,7 +309,7 @@ def _check_events(
     first_seq = last_seq = None
     count = 0
     size, tree_root = checkpoint.size, checkpoint.root
-    for number, event in _lines(root, bundle.EVENTS):
+    for number, event, line in _raw_lines(root, bundle.EVENTS):
         where = f"{bundle.EVENTS} line {number}"
         if set(event) != _EVENT_KEYS:
             raise _fail(f"{where} does not have the fields of an audit event")
@@ -272,7 +317,7 @@ def _check_events(
         where += f" (audit event {seq})"
         try:
             fields = [event[name] for name in bundle.COLUMNS[:13]]
-            fields[11] = canonical_json(fields[11])  # the hashed form of the event's data
+            fields[11] = _data_text(line)  # the hashed form of the event's data
             digest = row_hash(*fields)
         except (TypeError, ValueError):
             raise _fail(f"{where} is malformed") from None
@@ -296,7 +341,10 @@ def _check_events(
             except (TypeError, ValueError, KeyError):
                 raise _fail(f"{bundle.PROOFS} line {proof_line[0]} is malformed") from None
             if not merkle.verify_inclusion(leaf, seq - 1, size, path, tree_root):
-                raise _fail(f"{where} is not in the signed trail (its inclusion proof fails)")
+                raise _fail(
+                    f"{where} is not in the signed trail: its inclusion proof "
+                    f"({bundle.PROOFS} line {proof_line[0]}) fails"
+                )
         _check_in_scope(event, selection, cases, where)
         if event["entity_type"] == "referral":
             seen.add(event["entity_id"])

@@ -25,6 +25,8 @@ class ReportData:
     scope: dict[str, Any]
     # One timeline per case, or None when there are too many to print.
     timelines: dict[str, list[dict[str, Any]]] | None
+    # Events of anything but a referral (users, meetings, the toolkit, exports), or None.
+    others: list[dict[str, Any]] | None
     cases: int
     access_summary: list[tuple[str, str, int]]
     fingerprint: str
@@ -34,6 +36,7 @@ def write_report(root: Path, data: ReportData) -> FileDigest:
     document = Document("Audit trail export", footer=f"channelflow audit export: {data.origin}")
     _summary(document, data)
     _timelines(document, data)
+    _others(document, data)
     _access(document, data)
     file = HashingFile(root, bundle.REPORT)
     file.write_bytes(document.output())
@@ -106,7 +109,6 @@ def _timelines(document: Document, data: ReportData) -> None:
         return
     if not data.timelines:
         document.paragraph("No case events in this scope.")
-        return
     for reference, entries in data.timelines.items():
         document.heading(f"Case {reference} ({len(entries)} events)", level=2)
         document.table(
@@ -124,6 +126,27 @@ def _timelines(document: Document, data: ReportData) -> None:
             ),
             widths=_WIDTHS,
         )
+
+
+def _others(document: Document, data: ReportData) -> None:
+    if not data.others:
+        return
+    document.heading("Other events")
+    document.paragraph("Users, meetings, the toolkit, exports and keys, in the order recorded:")
+    document.table(
+        ("when (UTC)", "about", "event", "who", "reason"),
+        (
+            (
+                entry["occurred_at"][:16].replace("T", " "),
+                entry["entity"],
+                entry["event"],
+                f"{entry['actor']} ({entry['role']})",
+                entry["reason"] or "",
+            )
+            for entry in data.others
+        ),
+        widths=(1.5, 2.4, 1.6, 1.6, 1.9),
+    )
 
 
 def _access(document: Document, data: ReportData) -> None:

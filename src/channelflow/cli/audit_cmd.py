@@ -182,8 +182,8 @@ def export(
     Needs --by an auditor, admin or chair.
     """
     selection = Selection(
-        first_day=parse_date(first, what="--from") if first else None,
-        last_day=parse_date(last, what="--to") if last else None,
+        first_day=parse_date(first, what="--from") if first is not None else None,
+        last_day=parse_date(last, what="--to") if last is not None else None,
         cases=tuple(dict.fromkeys(case.strip().upper() for case in cases)),
         personal_data=personal,
     )
