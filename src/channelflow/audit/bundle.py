@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
@@ -136,9 +138,14 @@ def canonical(value: Any) -> str:
 
 
 class HashingFile:
-    """A file being written, with its SHA-256, size and line count kept as it grows."""
+    """A file being written, with its SHA-256, size and line count kept as it grows.
 
-    def __init__(self, root: Path, name: str) -> None:
+    With ``background``, hashing and writing happen on a thread of their own (both release
+    the GIL for large chunks), so a big export hashes its files on the second core while it
+    builds the next batch of lines.
+    """
+
+    def __init__(self, root: Path, name: str, *, background: bool = False) -> None:
         self.name = name
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,21 +153,54 @@ class HashingFile:
         self._hash = hashlib.sha256()
         self.size = 0
         self.lines = 0
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._drain, name=f"write {name}", daemon=True)
+            self._thread.start()
 
     def write(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
 
     def write_bytes(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._handle.write(data)
         self.size += len(data)
         self.lines += data.count(b"\n")
+        if self._queue is None:
+            self._hash.update(data)
+            self._handle.write(data)
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hash.update(data)
+                    self._handle.write(data)
+                except BaseException as error:  # re-raised in the writing thread
+                    self._error = error
+
+    def _stop(self) -> None:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
 
     def abandon(self) -> None:
         """Close without keeping anything: the export failed and its folder goes."""
+        self._stop()
         self._handle.close()
 
     def close(self) -> FileDigest:
+        self._stop()
+        if self._error is not None:
+            self._handle.close()
+            raise self._error
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()

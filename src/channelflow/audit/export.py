@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, distinct, func, select, true
 from sqlmodel import col
 
 from channelflow import clock
@@ -114,8 +114,8 @@ class _Scan:
         self.selection = selection
         self.key = key
         self.progress = progress
-        self.events = HashingFile(root, bundle.EVENTS)
-        self.sheet = HashingFile(root, bundle.EVENTS_CSV)
+        self.events = HashingFile(root, bundle.EVENTS, background=True)
+        self.sheet = HashingFile(root, bundle.EVENTS_CSV, background=True)
         self.tree = merkle.Tree()
         # Positions for inclusion proofs (a whole-trail export needs none: the verifier
         # rebuilds the tree from every leaf).
@@ -183,7 +183,8 @@ class _Scan:
                 self.progress(self.tree.size)
 
     def _tally(self, case: str, row: tuple[Any, ...], digest: str) -> None:
-        self.seen_cases.add(case)
+        if not self.selection.whole_trail:  # a whole trail's cases are counted in SQL
+            self.seen_cases.add(case)
         if self.selection.cases:
             tally = self.tallies[case]
             tally.count += 1
@@ -287,10 +288,19 @@ class Exporter:
                 bag.payload.append(self._proofs(root, tree, scan.chosen))
             earlier = self._earlier_exports(connection, tree)
             bag.payload.append(_consistency(root, tree, earlier))
+            # The tree is the export's one big structure; the report does not need it.
+            del tree
+            scan.tree = merkle.Tree()
+            cases_seen = (
+                _referrals_in_trail(connection, size)
+                if selection.whole_trail
+                else len(scan.seen_cases)
+            )
             bag.payload.append(self._access_log(root, connection, selection))
             bag.payload.append(_rotations(root, connection, size))
             if selection.personal_data:
-                bag.payload.append(_people(root, connection, sorted(scan.seen_cases)))
+                chosen_cases = None if selection.whole_trail else sorted(scan.seen_cases)
+                bag.payload.append(_people(root, connection, chosen_cases))
             scope = {
                 "format": bundle.FORMAT,
                 "origin": self.origin,
@@ -320,7 +330,7 @@ class Exporter:
             scope=scope,
             timelines=scan.timelines if scan.others is not None else None,
             others=scan.others,
-            cases=len(scan.seen_cases),
+            cases=cases_seen,
             access_summary=_access_summary(root / bundle.ACCESS_LOG),
             fingerprint=self.signing_key.public.fingerprint,
         )
@@ -355,7 +365,7 @@ class Exporter:
             tree_size=size,
             root=root_hash.hex(),
             events=scan.count,
-            cases=len(scan.seen_cases),
+            cases=cases_seen,
             export_id=export_id,
             fingerprint=self.signing_key.public.fingerprint,
         )
@@ -492,6 +502,16 @@ def _rotations(root: Path, connection: Connection, size: int) -> bundle.FileDige
     return file.close()
 
 
+def _referrals_in_trail(connection: Connection, size: int) -> int:
+    return int(
+        connection.execute(
+            select(func.count(distinct(_audit.c.entity_id))).where(
+                _audit.c.entity_type == chain.REFERRAL_ENTITY, _audit.c.seq <= size
+            )
+        ).scalar_one()
+    )
+
+
 def _timeline_entry(row: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "seq": row[0],
@@ -519,7 +539,7 @@ def _consistency(
     return file.close()
 
 
-def _people(root: Path, connection: Connection, references: list[str]) -> bundle.FileDigest:
+def _people(root: Path, connection: Connection, references: list[str] | None) -> bundle.FileDigest:
     """The personal details behind the exported referrals (only with --include-personal-data)."""
     referral, person = Referral.__table__, Person.__table__  # type: ignore[attr-defined]
     rows = connection.execute(
@@ -531,9 +551,10 @@ def _people(root: Path, connection: Connection, references: list[str]) -> bundle
             person.c.school,
         )
         .select_from(referral.outerjoin(person, person.c.id == referral.c.person_id))
-        .where(referral.c.reference.in_(references))
+        .where(referral.c.reference.in_(references) if references is not None else true())
         .order_by(referral.c.reference)
-    ).all()
+        .execution_options(stream_results=True)
+    )
     file = HashingFile(root, bundle.PEOPLE)
     for row in rows:
         details = None

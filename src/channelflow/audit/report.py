@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channelflow.audit import bundle
 from channelflow.audit.bundle import FileDigest, HashingFile
-from channelflow.pdf import Document
+
+if TYPE_CHECKING:
+    from channelflow.pdf import Document
 
 # Beyond these the timelines would run to hundreds of pages: the report keeps the summary.
 MAX_PRINTED_EVENTS = 2_000
@@ -33,6 +35,9 @@ class ReportData:
 
 
 def write_report(root: Path, data: ReportData) -> FileDigest:
+    # fpdf is loaded only when a PDF is written: it costs 0.2 s and 45 MB otherwise.
+    from channelflow.pdf import Document
+
     document = Document("Audit trail export", footer=f"channelflow audit export: {data.origin}")
     _summary(document, data)
     _timelines(document, data)
