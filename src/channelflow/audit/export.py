@@ -120,7 +120,7 @@ class _Scan:
         # Positions for inclusion proofs (a whole-trail export needs none: the verifier
         # rebuilds the tree from every leaf).
         self.chosen = array("q")
-        # Per-case completeness is signed for an export of chosen cases.
+        # Per-case completeness, signed for any export but the whole trail.
         self.tallies: dict[str, _CaseTally] = {c: _CaseTally() for c in selection.cases}
         self.seen_cases: set[str] = set()
         # Timelines for the PDF, given up (None) once there are too many to print.
@@ -183,10 +183,11 @@ class _Scan:
                 self.progress(self.tree.size)
 
     def _tally(self, case: str, row: tuple[Any, ...], digest: str) -> None:
-        if not self.selection.whole_trail:  # a whole trail's cases are counted in SQL
+        # A whole trail proves itself complete by its full tree, and its cases are counted in
+        # SQL; a part signs each case's count and newest event.
+        if not self.selection.whole_trail:
             self.seen_cases.add(case)
-        if self.selection.cases:
-            tally = self.tallies[case]
+            tally = self.tallies.get(case) or self.tallies.setdefault(case, _CaseTally())
             tally.count += 1
             if tally.first_seq is None:
                 tally.first_seq = row[0]

@@ -348,7 +348,7 @@ def _check_events(
         _check_in_scope(event, selection, cases, where)
         if event["entity_type"] == "referral":
             seen.add(event["entity_id"])
-            if cases:
+            if not whole:
                 tally = tallies.setdefault(event["entity_id"], [0, None, None, None])
                 tally[0] += 1
                 tally[1] = tally[1] or seq
