@@ -48,9 +48,8 @@ from channelflow.workflow.engine import Workflow, log_access
 
 EXPORT_ENTITY = "export"
 EXPORT_EVENT = "export"
-# Written by `Runtime.rotate_signing_key` (runtime.ROTATION_ENTITY).
+# The entity of the signing key's rotations (`Runtime.rotate_signing_key` writes them).
 ROTATION_ENTITY = "signing_key"
-EXPORTERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.CHAIR})
 _audit = AuditEvent.__table__  # type: ignore[attr-defined]
 _access = AccessLog.__table__  # type: ignore[attr-defined]
 
@@ -258,7 +257,7 @@ class Exporter:
         action = "audit.export"
         workflow = self.workflow
         with workflow.denials_logged(by, action), write_session(workflow.engine) as session:
-            actor = workflow.actor(session, by, action=action, allowed=EXPORTERS)
+            actor = workflow.actor(session, by, action=action, allowed=policy.AUDIT_EXPORTERS)
             if selection.personal_data and not policy.may_read_personal_data(Role(actor.role)):
                 raise PermissionDenied(
                     f"{actor.name} ({actor.role}) may not export personal details; "

@@ -45,3 +45,7 @@ TOOLKIT_MANAGERS = MEETING_MANAGERS
 RETENTION_MANAGERS = frozenset({Role.ADMIN})
 # Who answers subject access requests: an export of everything held about one person.
 SUBJECT_ACCESS_EXPORTERS = frozenset({Role.COORDINATOR})
+
+# Who may export the audit trail for inspection (personal details only for those who may read
+# them: of these, the chair).
+AUDIT_EXPORTERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.CHAIR})
