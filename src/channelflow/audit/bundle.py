@@ -157,7 +157,8 @@ class HashingFile:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         if background:
-            self._queue = queue.Queue(maxsize=4)
+            # One chunk waiting while one is written: enough to overlap, little to hold.
+            self._queue = queue.Queue(maxsize=1)
             self._thread = threading.Thread(target=self._drain, name=f"write {name}", daemon=True)
             self._thread.start()
 

@@ -50,6 +50,7 @@ EXPORT_ENTITY = "export"
 EXPORT_EVENT = "export"
 # The entity of the signing key's rotations (`Runtime.rotate_signing_key` writes them).
 ROTATION_ENTITY = "signing_key"
+_EXPORT_BATCH = 2000
 _audit = AuditEvent.__table__  # type: ignore[attr-defined]
 _access = AccessLog.__table__  # type: ignore[attr-defined]
 
@@ -384,7 +385,9 @@ class Exporter:
         postgres = connection.dialect.name == "postgresql"
         cursor = driver.cursor(name="channelflow_export") if postgres else driver.cursor()
         try:
-            yield from fetch_batches(cursor, range_query(upper_bound=False).format(first=1))
+            # Smaller batches than verify's: each batch's lines and rows are alive at once.
+            query = range_query(upper_bound=False).format(first=1)
+            yield from fetch_batches(cursor, query, size=_EXPORT_BATCH)
         finally:
             cursor.close()
 

@@ -88,9 +88,9 @@ def range_query(*, upper_bound: bool) -> str:
     return f"SELECT {COLUMNS} FROM audit_event WHERE seq >= {{first}}{bound} ORDER BY seq"
 
 
-def fetch_batches(cursor: Any, sql: str) -> Iterator[list[Any]]:
+def fetch_batches(cursor: Any, sql: str, size: int = BATCH) -> Iterator[list[Any]]:
     cursor.execute(sql)
-    while batch := cursor.fetchmany(BATCH):
+    while batch := cursor.fetchmany(size):
         yield batch
 
 
