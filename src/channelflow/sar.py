@@ -34,16 +34,14 @@ from channelflow.exceptions import InvalidInput
 from channelflow.store.db import write_session
 from channelflow.store.models import (
     AccessLog,
-    AuditEvent,
     OutboxMessage,
     Person,
     PostExitReview,
     Referral,
     User,
 )
-from channelflow.workflow import policy
+from channelflow.workflow import policy, views
 from channelflow.workflow.engine import Workflow, log_access
-from channelflow.workflow.views import load_referral
 
 if TYPE_CHECKING:
     from channelflow.pdf import Document
@@ -121,7 +119,7 @@ def export(workflow: Workflow, reference: str, out: Path, *, by: str | None) -> 
             actor = workflow.actor(
                 session, by, action=ACTION, allowed=policy.SUBJECT_ACCESS_EXPORTERS
             )
-            referral = load_referral(session, reference)
+            referral = views.load_referral(session, reference)
             now = clock.now()
             report = gather(session, referral, actor=actor, now=now)
             staging = Path(
@@ -289,26 +287,7 @@ def _personal(person: Person | None) -> dict[str, Any] | None:
 
 
 def _events(session: Session, entity_type: str, reference: str) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(AuditEvent)
-        .where(col(AuditEvent.entity_type) == entity_type, col(AuditEvent.entity_id) == reference)
-        .order_by(col(AuditEvent.seq))
-    ).scalars()
-    return [
-        {
-            "seq": row.seq,
-            "event": row.event,
-            "from": row.from_state,
-            "to": row.to_state,
-            "actor": row.actor,
-            "role": row.role,
-            "occurred_at": row.occurred_at,
-            "recorded_at": row.recorded_at,
-            "reason": row.reason,
-            "data": json.loads(row.data),
-        }
-        for row in rows
-    ]
+    return views.entity_history(session, entity_type, reference)
 
 
 def _messages(session: Session, references: list[str]) -> list[dict[str, Any]]:

@@ -123,9 +123,14 @@ def _due_reviews(session: Session, referral: Referral) -> list[dict[str, Any]]:
 
 
 def _history(session: Session, reference: str) -> list[dict[str, Any]]:
+    return entity_history(session, "referral", reference)
+
+
+def entity_history(session: Session, entity_type: str, entity_id: str) -> list[dict[str, Any]]:
+    """The audit events of one thing (a referral, a subject access export), oldest first."""
     rows = session.execute(
         select(AuditEvent)
-        .where(col(AuditEvent.entity_type) == "referral", col(AuditEvent.entity_id) == reference)
+        .where(col(AuditEvent.entity_type) == entity_type, col(AuditEvent.entity_id) == entity_id)
         .order_by(col(AuditEvent.seq))
     ).scalars()
     return [
