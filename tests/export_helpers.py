@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Engine, select, text
 
 from channelflow import clock
 from channelflow.audit import bundle, merkle
@@ -27,7 +27,11 @@ from channelflow.settings import Settings
 from channelflow.states import referral as lc
 from channelflow.store.models import AccessLog
 from channelflow.workflow import views
+from tests.cli_helpers import Outcome
 from tests.factories import AUDITOR, CHAIR, COORDINATOR, USERS, referral_in
+from tests.test_tamper import drop_append_only_triggers, set_columns
+
+__all__ = ["Outcome", "drop_append_only_triggers", "set_columns"]
 
 # The person behind the first referral: none of this may leave in a default export.
 NAME = "Ottoline Marchbanks-Vell"
@@ -134,40 +138,12 @@ def access_rows(engine: Engine) -> list[dict[str, Any]]:
         return [dict(row) for row in result.mappings()]
 
 
-def drop_append_only_triggers(engine: Engine) -> None:
-    with engine.begin() as connection:
-        if engine.dialect.name == "sqlite":
-            connection.execute(text("DROP TRIGGER audit_event_no_update"))
-            connection.execute(text("DROP TRIGGER audit_event_no_delete"))
-        else:
-            connection.execute(text("DROP TRIGGER audit_event_append_only ON audit_event"))
-
-
-def set_columns(connection: Connection, seq: int, values: dict[str, Any]) -> None:
-    assignments = ", ".join(f"{name} = :{name}" for name in values)
-    result = connection.execute(
-        text(f"UPDATE audit_event SET {assignments} WHERE seq = :where_seq"),
-        {**values, "where_seq": seq},
-    )
-    assert result.rowcount == 1
-
-
 def local_day(recorded_at: str) -> date:
     instant = datetime.strptime(recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return clock.local_date(instant)
 
 
 # The command line -------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 class ExportCli:

@@ -261,7 +261,10 @@ def test_the_folder_must_be_new_or_empty(cli: Cli, person: Person, exports: Path
     (used / "notes.txt").write_text("keep me", encoding="utf-8")
     refused = cli("sar", person.original, str(used), "--by", COORDINATOR)
     assert refused.code == 2
-    assert f"the folder {used} is not empty; give a new or empty folder" in refused.err
+    assert (
+        f"the folder {used} already exists and is not empty; give a new or empty folder"
+        in refused.err
+    )
     assert [p.name for p in used.iterdir()] == ["notes.txt"]
 
     a_file = exports / "file"

@@ -13,10 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -30,7 +28,7 @@ from channelflow import clock, retention
 from channelflow.audit import chain
 from channelflow.audit.canonical import parse_time
 from channelflow.audit.chain import EventDraft
-from channelflow.exceptions import InvalidInput
+from channelflow.folders import new_output, publish, staging_beside
 from channelflow.store.db import write_session
 from channelflow.store.models import (
     AccessLog,
@@ -52,28 +50,12 @@ SAR_EVENT = "subject_access_export"
 ACTION = "referral.sar"
 JSON_NAME = "sar.json"
 PDF_NAME = "sar.pdf"
-REFERRAL_FIELDS = (
-    "reference",
-    "state",
-    "version",
-    "received_on",
-    "sector",
-    "concern",
-    "referrer_org",
-    "gateway_outcome",
-    "panel_on",
-    "lead",
-    "consent",
-    "support_plan",
-    "provider",
-    "next_review_on",
-    "onward_route",
-    "close_code",
-    "exited_on",
-    "closed_on",
-    "last_event_at",
-    "created_at",
-    "updated_at",
+# Every column of the referral but its internal links (the person and the earlier referral
+# are shown in their own right).
+REFERRAL_FIELDS = tuple(
+    column.name
+    for column in Referral.__table__.columns  # type: ignore[attr-defined]
+    if column.name not in {"id", "person_id", "linked_from_id"}
 )
 AGENDA_KINDS = {
     "panel_agenda": "listed on the agenda of the panel on {day}",
@@ -108,7 +90,7 @@ def export(workflow: Workflow, reference: str, out: Path, *, by: str | None) -> 
     sibling folder that is renamed to ``out`` just before the transaction commits, so a
     failure leaves neither a folder nor a record of it.
     """
-    out = _target(out)
+    out = new_output(out)
     staging: Path | None = None
     published = False
     try:
@@ -122,9 +104,7 @@ def export(workflow: Workflow, reference: str, out: Path, *, by: str | None) -> 
             referral = views.load_referral(session, reference)
             now = clock.now()
             report = gather(session, referral, actor=actor, now=now)
-            staging = Path(
-                tempfile.mkdtemp(prefix=f".{out.name}-", suffix=".partial", dir=out.parent)
-            )
+            staging = staging_beside(out)
             document = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
             (staging / JSON_NAME).write_bytes(document)
             (staging / PDF_NAME).write_bytes(render_pdf(report))
@@ -144,7 +124,7 @@ def export(workflow: Workflow, reference: str, out: Path, *, by: str | None) -> 
                 data={"sha256": digest},
             )
             rows = chain.append(session.connection(), [draft], key=workflow.key)
-            _publish(staging, out)
+            publish(staging, out)
             published = True
     except BaseException:
         if published:
@@ -163,29 +143,6 @@ def export(workflow: Workflow, reference: str, out: Path, *, by: str | None) -> 
         accesses=len(report["access_log"]),
         seq=rows[0]["seq"],
     )
-
-
-def _target(out: Path) -> Path:
-    out = Path(os.path.abspath(out))
-    if not out.name:
-        raise InvalidInput("give a folder to write the export to, such as ./sar-CF-2026-0001")
-    if out.exists():
-        if not out.is_dir():
-            raise InvalidInput(f"{out} exists and is not a folder")
-        if any(out.iterdir()):
-            raise InvalidInput(f"the folder {out} is not empty; give a new or empty folder")
-    elif not out.parent.is_dir():
-        raise InvalidInput(f"the folder {out.parent} does not exist")
-    return out
-
-
-def _publish(staging: Path, out: Path) -> None:
-    try:
-        if out.exists():
-            out.rmdir()  # empty: checked before, and rmdir refuses otherwise
-        staging.rename(out)
-    except OSError as error:
-        raise InvalidInput(f"cannot create the folder {out} ({error.strerror})") from None
 
 
 # Gathering ------------------------------------------------------------------------------

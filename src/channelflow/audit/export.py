@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import zipfile
 from array import array
 from collections.abc import Callable, Generator, Iterator
@@ -40,6 +39,7 @@ from channelflow.audit.report import (
 from channelflow.audit.signing import Checkpoint, SigningKey, sign_checkpoint
 from channelflow.audit.walk import fetch_batches, range_query
 from channelflow.exceptions import IntegrityFailure, InvalidInput, PermissionDenied
+from channelflow.folders import new_output, publish, staging_beside
 from channelflow.states import Role
 from channelflow.store.db import read_session, write_session
 from channelflow.store.models import AccessLog, AuditEvent, Person, Referral
@@ -232,12 +232,9 @@ class Exporter:
         self, out: Path, selection: Selection, *, by: str | None, as_zip: bool = False
     ) -> ExportResult:
         target = out.with_name(out.name + ".zip") if as_zip and out.suffix != ".zip" else out
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise InvalidInput(f"{target} already exists; choose a new folder for the export")
-        if not target.parent.is_dir():
-            raise InvalidInput(f"the folder {target.parent} does not exist")
+        target = new_output(target, folder=not as_zip)
         actor_name, actor_role = self._authorise(selection, by)
-        building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent or "."))
+        building = staging_beside(target)
         try:
             result = self._write(building, selection, actor_name)
             self._record(result, selection, actor_name, actor_role)
@@ -245,9 +242,7 @@ class Exporter:
                 _zip(building, target)
                 shutil.rmtree(building)
             else:
-                if target.exists():
-                    target.rmdir()
-                building.rename(target)
+                publish(building, target)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise

@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from channelflow.audit import bundle
 from channelflow.audit.canonical import row_hash
 from channelflow.audit.keys import AuditKey
 from channelflow.exceptions import IntegrityFailure
 
 BATCH = 5000
-COLUMNS = (
-    "seq, entity_type, entity_id, event, from_state, to_state, actor, role, "
-    "occurred_at, recorded_at, reason, data, prev_hash, hash, mac"
-)
+COLUMNS = ", ".join(bundle.COLUMNS)
 
 
 @dataclass(frozen=True)
