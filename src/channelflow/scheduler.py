@@ -14,10 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 from channelflow import clock
 from channelflow.config import ScheduleSettings
 from channelflow.exceptions import ChannelflowError
@@ -71,6 +67,12 @@ class Scheduler:
 
     def run_forever(self) -> None:
         """Run until :meth:`stop`; a pass in progress finishes the message it is sending."""
+        # Only the long-running process needs APScheduler; `run --once` and every other
+        # command start without it.
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 from functools import lru_cache
 
-import holidays
-
 SATURDAY = 5
 
 
 @lru_cache(maxsize=64)
 def _bank_holidays(year: int) -> frozenset[date]:
+    # Loaded on first use: the package's data costs every command's start otherwise.
+    import holidays
+
     found = holidays.country_holidays("GB", subdiv="ENG", years=[year])
     return frozenset(found.keys())
 
